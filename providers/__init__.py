@@ -1,0 +1,54 @@
+"""Sans-I/O translators between the canonical (OpenAI) format and each vendor's wire format."""
+
+from __future__ import annotations
+
+from .base import Capabilities, HttpRequest, LocalReply, Provider, ProviderSettings, StreamTranslator
+from .errors import ErrorKind, UpstreamError
+from .openai import PRESETS, AzureOpenAIProvider, OpenAIProvider
+
+# Wire format name -> translator class. A config `type` may also be any OpenAI-compatible preset.
+PROVIDER_TYPES: dict[str, type[Provider]] = {
+    "openai": OpenAIProvider,
+    **dict.fromkeys(PRESETS, OpenAIProvider),
+    "azure": AzureOpenAIProvider,
+}
+
+
+def register(type_name: str, cls: type[Provider]) -> None:
+    PROVIDER_TYPES[type_name] = cls
+
+
+def _register_builtin() -> None:
+    from .mock import MockProvider
+
+    register("mock", MockProvider)
+
+
+try:  # the mock provider is optional while it is being built
+    _register_builtin()
+except ImportError:  # pragma: no cover
+    pass
+
+
+def create_provider(settings: ProviderSettings) -> Provider:
+    """Build the translator for one configured provider."""
+    try:
+        cls = PROVIDER_TYPES[settings.type]
+    except KeyError:
+        raise ValueError(f"unknown provider type '{settings.type}'") from None
+    return cls(settings)
+
+
+__all__ = [
+    "PROVIDER_TYPES",
+    "Capabilities",
+    "ErrorKind",
+    "HttpRequest",
+    "LocalReply",
+    "Provider",
+    "ProviderSettings",
+    "StreamTranslator",
+    "UpstreamError",
+    "create_provider",
+    "register",
+]

@@ -1,0 +1,188 @@
+"""The provider contract: one interface, pure translation, no I/O.
+
+A provider turns the canonical (OpenAI-shaped) request into the vendor's HTTP request, the vendor's
+response into a canonical response, a vendor stream into canonical chunks, and a vendor error into
+an `UpstreamError`. It never opens a socket: `router/upstream.py` does all network I/O, timeouts and
+retries, so a provider is tested by feeding it bytes and reading what comes out.
+
+Canonical shapes are plain dicts in the OpenAI Chat Completions / Embeddings format: a request body
+as the client sent it (router-only members such as `fallbacks` removed), a `chat.completion` or
+`chat.completion.chunk` object, an embeddings `list` object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+
+from .errors import ErrorKind, UpstreamError, kind_for_status, parse_retry_after
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """What to send to the vendor. `url` may use the `local://` scheme for in-process providers."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+
+@dataclass(slots=True)
+class LocalReply:
+    """What an in-process provider (`mock`) answers; the router's transport plays it out in time.
+
+    `parts` are the body's bytes in the order they are sent, with `part_delay_s` between them.
+    `drop_connection` makes the transport behave as if the socket closed before any header.
+    """
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    parts: list[bytes] = field(default_factory=list)
+    first_byte_delay_s: float = 0.0
+    part_delay_s: float = 0.0
+    drop_connection: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """The part of a provider's configuration a translator needs (no secrets: keys come per call)."""
+
+    name: str
+    type: str
+    base_url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    api_version: str | None = None
+    region: str | None = None
+    project: str | None = None
+    deployments: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a vendor can do natively. The router rejects (400) or emulates what it cannot."""
+
+    chat: bool = True
+    stream: bool = True
+    embeddings: bool = False
+    tools: bool = True
+    vision: bool = True
+    json_schema: bool = True
+    n: bool = True  # native n > 1
+    logprobs: bool = True
+    reasoning: bool = False
+    prompt_caching: bool = False
+    stream_usage: bool = True  # vendor reports usage at the end of a stream
+
+
+class StreamTranslator:
+    """Stateful: fed the raw bytes of a vendor stream, returns canonical chunks.
+
+    `feed` may raise `UpstreamError` when the vendor sends an error event mid-stream. `close` is
+    called at end of input and raises `UpstreamError(STREAM_CUT)` when the stream ended without its
+    terminator or finish reason (a truncated stream must never pass as a success).
+    """
+
+    def feed(self, data: bytes) -> list[dict]:
+        raise NotImplementedError
+
+    def close(self) -> list[dict]:
+        raise NotImplementedError
+
+
+class Provider:
+    """Base class of every wire format. Subclasses set `type`, `default_base_url`, `capabilities`."""
+
+    type: ClassVar[str] = ""
+    default_base_url: ClassVar[str | None] = None
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    local: ClassVar[bool] = False  # True: answered in process through `serve_local`
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.base_url = (settings.base_url or self.default_base_url or "").rstrip("/")
+
+    # -- chat -------------------------------------------------------------------------------
+    def chat_request(self, body: dict, model: str, api_key: str | None, stream: bool) -> HttpRequest:
+        raise NotImplementedError
+
+    def chat_response(self, body: bytes, model: str) -> dict:
+        raise NotImplementedError
+
+    def chat_stream(self, model: str) -> StreamTranslator:
+        raise NotImplementedError
+
+    # -- embeddings -------------------------------------------------------------------------
+    def embeddings_request(self, body: dict, model: str, api_key: str | None) -> HttpRequest:
+        raise UpstreamError(ErrorKind.UNSUPPORTED, f"provider '{self.name}' does not serve embeddings",
+                            param="model", code="unsupported_endpoint")
+
+    def embeddings_response(self, body: bytes, model: str) -> dict:
+        raise NotImplementedError
+
+    # -- errors -----------------------------------------------------------------------------
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        """Classify a non-2xx vendor response. The default reads OpenAI-style error bodies."""
+        message, code, param, etype = _read_error_body(body)
+        kind = kind_for_status(status)
+        if kind is ErrorKind.BAD_REQUEST and code == "context_length_exceeded":
+            kind = ErrorKind.CONTEXT_WINDOW
+        elif kind is ErrorKind.BAD_REQUEST and code == "content_filter":
+            kind = ErrorKind.CONTENT_POLICY
+        if not message:
+            message = f"upstream returned HTTP {status}"
+        return UpstreamError(kind, f"{self.name}: {message}", upstream_status=status, code=code or etype,
+                             param=param, retry_after=parse_retry_after(headers))
+
+    # -- in-process providers ---------------------------------------------------------------
+    def serve_local(self, request: HttpRequest) -> LocalReply:
+        raise NotImplementedError
+
+
+def _read_error_body(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
+    """(message, code, param, type) from `{"error": {...}}`, `{"error": "..."}` or `{"message": ...}`."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:200].decode("utf-8", "replace").strip()
+        return (f"non-JSON error body: {text}" if text else None), None, None, None
+    if isinstance(data, list) and data and isinstance(data[0], dict):  # Gemini-style list wrapper
+        data = data[0]
+    if not isinstance(data, dict):
+        return None, None, None, None
+    err = data.get("error", data)
+    if isinstance(err, str):
+        return err, None, None, None
+    if not isinstance(err, dict):
+        return None, None, None, None
+    message = err.get("message")
+    code = err.get("code")
+    return (
+        message if isinstance(message, str) else None,
+        str(code) if code is not None else None,
+        err.get("param") if isinstance(err.get("param"), str) else None,
+        err.get("type") if isinstance(err.get("type"), str) else None,
+    )
+
+
+def invalid_response(provider: str, detail: str) -> UpstreamError:
+    """A 2xx body that does not parse as the wire format promises."""
+    return UpstreamError(ErrorKind.INVALID_RESPONSE, f"{provider}: invalid upstream response: {detail}",
+                         code="invalid_upstream_response")
+
+
+def load_json(provider: str, body: bytes) -> Any:
+    """Parse a vendor body, turning garbage (HTML, truncated JSON) into an `INVALID_RESPONSE` error."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_response(provider, f"body is not JSON ({exc.msg})") from None
+
+
+def json_body(obj: Any) -> bytes:
+    return orjson.dumps(obj)
