@@ -1,0 +1,45 @@
+"""Client-facing errors in OpenAI's shape: `{"error": {message, type, param, code}}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+_TYPE_FOR_STATUS = {
+    400: "invalid_request_error", 401: "authentication_error", 402: "insufficient_quota",
+    403: "permission_error", 404: "invalid_request_error", 405: "invalid_request_error",
+    413: "invalid_request_error", 415: "invalid_request_error", 429: "rate_limit_error",
+    500: "server_error", 502: "upstream_error", 503: "service_unavailable", 504: "timeout_error",
+}
+
+
+class ApiError(Exception):
+    """An error the router answers itself (validation, routing, auth, limits)."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 type: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type or _TYPE_FOR_STATUS.get(status, "invalid_request_error")
+        self.headers = headers
+
+    def to_openai(self) -> dict[str, Any]:
+        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+
+
+def error_body(error: dict[str, Any], extra_fields: dict[str, Any] | None = None) -> bytes:
+    body: dict[str, Any] = {"error": error}
+    if extra_fields is not None:
+        body["extra_fields"] = extra_fields
+    return orjson.dumps(body)
+
+
+def error_response(status: int, error: dict[str, Any], extra_fields: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=error_body(error, extra_fields), content_type="application/json",
+                        headers=headers)

@@ -1,0 +1,43 @@
+"""Per-process state shared by the handlers: routing table, transport, pricing, switches.
+
+Built once at start-up from the loaded config; handlers read plain attributes from it so nothing
+on the request path looks the config up again.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from aiohttp import web
+
+from .config import LoadedConfig
+from .pricing import Pricer
+from .routing import RoutingTable
+from .upstream import Transport
+
+
+class Gateway:
+    def __init__(self, loaded: LoadedConfig, rng: random.Random | None = None) -> None:
+        config = loaded.config
+        self.loaded = loaded
+        self.rng = rng or random.Random()
+        self.table = RoutingTable(loaded, self.rng)
+        self.transport = Transport(self.table.runtimes.values())
+        self.pricer = Pricer(config.pricing)
+        self.extra_fields_enabled = config.server.extra_fields
+        self.allow_raw_header = config.server.allow_raw_response_header
+        self.max_body_bytes = config.server.max_body_bytes
+        self.ready = False
+        self.started_at = int(time.time())
+
+    async def start(self) -> None:
+        await self.transport.start()
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.transport.close()
+
+
+GATEWAY = web.AppKey("gateway", Gateway)

@@ -1,0 +1,42 @@
+"""`POST /v1/embeddings`: OpenAI Embeddings through the same attempt chain as chat."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiohttp import web
+
+from .. import extra_fields
+from ..gateway import GATEWAY
+from ..routing import Target
+from ..routing.chain import Call, ChainFailed, complete
+from ..usage import billed_usage
+from ..validation import parse_json_object, validate_embeddings
+from .common import chain_failed, plan, read_body, upstream_body, wants_raw
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    gw = request.app[GATEWAY]
+    body = parse_json_object(await read_body(request, gw.max_body_bytes))
+    model, fallbacks = validate_embeddings(body)
+    targets = plan(gw.table, model, fallbacks)
+    call = Call(model, "embedding", started, wants_raw(gw, request))
+    vendor_body = upstream_body(body)
+
+    def build(target: Target, key: str | None):
+        return target.runtime.provider.embeddings_request(vendor_body, target.model, key)
+
+    def parse(target: Target, raw: bytes) -> dict:
+        return target.runtime.provider.embeddings_response(raw, target.model)
+
+    try:
+        result, raw = await complete(gw.transport, targets, call, build, parse, gw.rng)
+    except ChainFailed as failed:
+        return chain_failed(gw, call, failed)
+    if gw.extra_fields_enabled:
+        result["extra_fields"] = extra_fields.full(
+            call, billed=billed_usage(gw.pricer, call.target, result.get("usage")),
+            raw=orjson.loads(raw) if call.wants_raw else None)
+    return web.Response(body=orjson.dumps(result), content_type="application/json")

@@ -1,0 +1,173 @@
+"""All network I/O to vendors: one pooled aiohttp session, timeouts, error classification.
+
+Providers build `HttpRequest`s; this module sends them and hands back an `UpstreamResponse`.
+`local://` requests are answered in process by the provider's `serve_local` (the mock) and played
+out with the same timeout rules, so tests and benchmarks exercise the same code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterable, Mapping
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from providers import ErrorKind, HttpRequest, LocalReply, UpstreamError
+
+from .routing import ProviderRuntime
+
+
+class UpstreamResponse:
+    """A vendor response whose headers have arrived; the body is read or iterated once."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    async def read(self) -> bytes:
+        raise NotImplementedError
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Give the connection back (or drop it when the body was not read to the end)."""
+
+
+class _HttpResponse(UpstreamResponse):
+    __slots__ = ("_resp", "_where", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, where: str) -> None:
+        self._resp = resp
+        self._where = where
+        self.status = resp.status
+        self.headers: CIMultiDictProxy[str] = resp.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.read()
+        except Exception as exc:
+            raise _classify(exc, self._where, "reading the response body") from None
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        content = self._resp.content
+        try:
+            while True:
+                data = await content.readany()
+                if not data:
+                    return
+                yield data
+        except Exception as exc:
+            raise _classify(exc, self._where, "reading the stream") from None
+
+    def release(self) -> None:
+        self._resp.release()
+
+
+class _LocalResponse(UpstreamResponse):
+    """An in-process provider's reply, played out with its delays and the idle timeout."""
+
+    __slots__ = ("_idle_s", "_reply", "headers", "status")
+
+    def __init__(self, reply: LocalReply, idle_s: float) -> None:
+        self._reply = reply
+        self._idle_s = idle_s
+        self.status = reply.status
+        self.headers = {k.lower(): v for k, v in reply.headers.items()}
+
+    async def read(self) -> bytes:
+        async for _ in self._delays(self._reply.parts[1:]):
+            pass
+        return b"".join(self._reply.parts)
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        parts = self._reply.parts
+        if parts:
+            yield parts[0]
+        async for part in self._delays(parts[1:]):
+            yield part
+
+    async def _delays(self, parts: Iterable[bytes]) -> AsyncIterator[bytes]:
+        delay = self._reply.part_delay_s
+        for part in parts:
+            if delay:
+                if delay > self._idle_s:
+                    await asyncio.sleep(self._idle_s)
+                    raise UpstreamError(ErrorKind.TIMEOUT, f"no data for {self._idle_s:g}s mid-response",
+                                        code="idle_timeout")
+                await asyncio.sleep(delay)
+            yield part
+
+
+class Transport:
+    """Sends provider requests. One per worker process, started and closed with the app."""
+
+    def __init__(self, runtimes: Iterable[ProviderRuntime]) -> None:
+        self._timeouts = {
+            rt.name: aiohttp.ClientTimeout(total=rt.timeouts.total_s, sock_connect=rt.timeouts.connect_s,
+                                           sock_read=rt.timeouts.idle_s)
+            for rt in runtimes}
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
+                                         keepalive_timeout=60, family=socket.AF_UNSPEC)
+        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False,
+                                             cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",))
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def open(self, runtime: ProviderRuntime, request: HttpRequest) -> UpstreamResponse:
+        """Send `request`; return once the response headers are in (first-byte timeout applies)."""
+        timeouts = runtime.timeouts
+        if request.url.startswith("local://"):
+            return await self._open_local(runtime, request)
+        assert self.session is not None, "Transport.start() was not awaited"
+        where = runtime.name
+        try:
+            async with asyncio.timeout(timeouts.first_byte_s):
+                resp = await self.session.request(
+                    request.method, request.url, headers=request.headers, data=request.body,
+                    timeout=self._timeouts[runtime.name], allow_redirects=False)
+        except TimeoutError:
+            raise UpstreamError(ErrorKind.TIMEOUT, f"{where}: no response within {timeouts.first_byte_s:g}s",
+                                code="first_byte_timeout") from None
+        except Exception as exc:
+            raise _classify(exc, where, "connecting") from None
+        return _HttpResponse(resp, where)
+
+    async def _open_local(self, runtime: ProviderRuntime, request: HttpRequest) -> UpstreamResponse:
+        reply = runtime.provider.serve_local(request)
+        first_byte_s = runtime.timeouts.first_byte_s
+        if reply.first_byte_delay_s:
+            if reply.first_byte_delay_s > first_byte_s:
+                await asyncio.sleep(first_byte_s)
+                raise UpstreamError(ErrorKind.TIMEOUT, f"{runtime.name}: no response within {first_byte_s:g}s",
+                                    code="first_byte_timeout")
+            await asyncio.sleep(reply.first_byte_delay_s)
+        if reply.drop_connection:
+            raise UpstreamError(ErrorKind.CONNECT, f"{runtime.name}: connection closed before a response",
+                                code="connection_error")
+        return _LocalResponse(reply, runtime.timeouts.idle_s)
+
+
+def _classify(exc: BaseException, where: str, doing: str) -> UpstreamError:
+    """Turn an aiohttp/socket failure into an `UpstreamError`; messages never carry URLs or keys."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamError(ErrorKind.TIMEOUT, f"{where}: timed out while {doing}", code="timeout")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamError(ErrorKind.STREAM_CUT, f"{where}: connection closed while {doing}",
+                             code="stream_truncated")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(ErrorKind.CONNECT, f"{where}: cannot connect ({exc.os_error.strerror or 'refused'})",
+                             code="connection_error")
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return UpstreamError(ErrorKind.CONNECT, f"{where}: connection failed while {doing} "
+                             f"({type(exc).__name__})", code="connection_error")
+    raise exc
