@@ -33,6 +33,10 @@ class Gateway:
 
     async def start(self) -> None:
         await self.transport.start()
+        # Load the tokenizer now, not on the first request that needs an estimate (~150 ms).
+        from providers.tokens import count_text
+
+        count_text("warm up", "gpt-4o")
         self.ready = True
 
     async def close(self) -> None:
