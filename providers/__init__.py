@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import Capabilities, HttpRequest, LocalReply, Provider, ProviderSettings, StreamTranslator
 from .errors import ErrorKind, UpstreamError
+from .mock import MockProvider
 from .openai import PRESETS, AzureOpenAIProvider, OpenAIProvider
 
 # Wire format name -> translator class. A config `type` may also be any OpenAI-compatible preset.
@@ -11,23 +12,12 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
     "openai": OpenAIProvider,
     **dict.fromkeys(PRESETS, OpenAIProvider),
     "azure": AzureOpenAIProvider,
+    "mock": MockProvider,
 }
 
 
 def register(type_name: str, cls: type[Provider]) -> None:
     PROVIDER_TYPES[type_name] = cls
-
-
-def _register_builtin() -> None:
-    from .mock import MockProvider
-
-    register("mock", MockProvider)
-
-
-try:  # the mock provider is optional while it is being built
-    _register_builtin()
-except ImportError:  # pragma: no cover
-    pass
 
 
 def create_provider(settings: ProviderSettings) -> Provider:

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from providers import PROVIDER_TYPES
+from providers import PROVIDER_TYPES, ProviderSettings, create_provider
 
 from .env import expand
 from .schema import Config, ProviderConfig
@@ -36,6 +36,14 @@ class LoadedConfig:
 
 def provider_type(name: str, provider: ProviderConfig) -> str:
     return provider.type or name
+
+
+def provider_settings(name: str, pc: ProviderConfig) -> ProviderSettings:
+    """The translator's view of a provider's config (no keys: those are passed per request)."""
+    return ProviderSettings(
+        name=name, type=provider_type(name, pc), base_url=pc.base_url, headers=dict(pc.headers),
+        api_version=pc.api_version, region=pc.region, project=pc.project,
+        deployments=dict(pc.deployments), options=dict(pc.options))
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:
@@ -76,6 +84,12 @@ def parse_config(raw: object, environ: Mapping[str, str] | None = None) -> Loade
             problems.append(f"{field_path}: unknown provider type '{ptype}' (known: {known})")
         elif ptype in _NEEDS_BASE_URL and not provider.base_url:
             problems.append(f"{where}.base_url: required for type '{ptype}'")
+        else:
+            try:  # the translator checks its own type-specific settings (e.g. `options`)
+                create_provider(provider_settings(name, provider))
+            except (ValueError, TypeError) as exc:
+                message = str(exc)
+                problems.append(message if message.startswith(where) else f"{where}: {message}")
         if provider.keys:
             usable = [k for k in provider.keys if k.value.strip()]
             if not usable:

@@ -12,9 +12,10 @@ from fnmatch import fnmatchcase
 
 from cachetools import LRUCache
 
-from providers import ErrorKind, Provider, ProviderSettings, UpstreamError, create_provider
+from providers import ErrorKind, Provider, UpstreamError, create_provider
 
-from ..config import KeyConfig, LoadedConfig, ProviderConfig, TimeoutsConfig, provider_type
+from ..config import KeyConfig, LoadedConfig, TimeoutsConfig
+from ..config.loader import provider_settings
 
 
 class RouteError(Exception):
@@ -87,7 +88,7 @@ class RoutingTable:
             if name in loaded.disabled:
                 continue
             self.runtimes[name] = ProviderRuntime(
-                name=name, provider=create_provider(_settings(name, pc)), keys=list(pc.keys),
+                name=name, provider=create_provider(provider_settings(name, pc)), keys=list(pc.keys),
                 timeouts=pc.timeouts, max_retries=pc.max_retries, raw_response=pc.raw_response,
                 declared_models=list(pc.models))
         self.aliases: dict[str, Alias] = {}
@@ -180,10 +181,3 @@ class RoutingTable:
         for rt in self.runtimes.values():
             out.extend((f"{rt.name}/{m}", rt.name) for m in rt.declared_models)
         return out
-
-
-def _settings(name: str, pc: ProviderConfig) -> ProviderSettings:
-    return ProviderSettings(
-        name=name, type=provider_type(name, pc), base_url=pc.base_url, headers=dict(pc.headers),
-        api_version=pc.api_version, region=pc.region, project=pc.project,
-        deployments=dict(pc.deployments), options=dict(pc.options))
