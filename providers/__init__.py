@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .anthropic import AnthropicProvider
 from .base import Capabilities, HttpRequest, LocalReply, Provider, ProviderSettings, StreamTranslator
 from .errors import ErrorKind, UpstreamError
 from .mock import MockProvider
@@ -13,6 +14,7 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
     **dict.fromkeys(PRESETS, OpenAIProvider),
     "azure": AzureOpenAIProvider,
     "mock": MockProvider,
+    "anthropic": AnthropicProvider,
 }
 
 

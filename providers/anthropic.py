@@ -1,0 +1,164 @@
+"""Anthropic Messages API behind the OpenAI Chat Completions schema.
+
+Three modules, one provider: `anthropic_request` builds the `/v1/messages` body from a canonical
+request, `anthropic_stream` translates the SSE stream (and holds the finish-reason, usage and error
+mappings both paths share), and this module ties them into a `Provider` and translates non-stream
+bodies and HTTP errors.
+
+Conventions a client can rely on:
+
+* **Reasoning.** A response carries the thinking text in `message.reasoning_content` and the exact
+  blocks, signatures included, in `message.thinking_blocks`
+  (`[{type: "thinking", thinking, signature} | {type: "redacted_thinking", data}]`, LiteLLM's
+  shape). Send the assistant message back with `thinking_blocks` and they are replayed first in
+  that turn, so multi-turn tool use with thinking on works. Streams send `reasoning_content` deltas
+  and one `thinking_blocks: [block]` delta per completed block (append them in order).
+  `reasoning_effort` maps to `thinking: {type: enabled, budget_tokens}` (or, with
+  `options.thinking_mode: adaptive`, to adaptive thinking plus `output_config.effort`); an
+  Anthropic-shaped `thinking` member in the request is used as is.
+* **Usage.** `prompt_tokens` = input + cache reads + cache writes; `prompt_tokens_details` has
+  `cached_tokens` (reads) and `cache_creation_tokens` (writes, priced at the write rate).
+* **Structured output.** `response_format: json_schema` uses native `output_config.format`; with
+  `options.structured_output: tool` (models without native support) a forced tool named
+  `json_output__<schema name>` is used instead and its input comes back as the message content.
+
+Provider `options`: `default_max_tokens` (4096), `structured_output` (`native` | `tool`),
+`thinking_mode` (`budget` | `adaptive`), `thinking_budgets` (effort -> tokens), `drop_params`
+(drop instead of rejecting parameters Anthropic cannot honour, except `n > 1`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import orjson
+
+from .anthropic_request import JSON_TOOL_PREFIX, build_body
+from .anthropic_stream import AnthropicStream, classify_error, finish_reason, openai_usage
+from .base import (
+    Capabilities,
+    HttpRequest,
+    Provider,
+    ProviderSettings,
+    StreamTranslator,
+    invalid_response,
+    load_json,
+)
+from .errors import UpstreamError, kind_for_status, parse_retry_after
+
+ANTHROPIC_VERSION = "2023-06-01"
+_OPTION_CHOICES = {"structured_output": ("native", "tool"), "thinking_mode": ("budget", "adaptive")}
+
+
+class AnthropicProvider(Provider):
+    """Translator for `type: anthropic` providers (api.anthropic.com or a compatible endpoint)."""
+
+    type: ClassVar[str] = "anthropic"
+    default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        embeddings=False, n=False, logprobs=False, reasoning=True, prompt_caching=True)
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        for option, choices in _OPTION_CHOICES.items():
+            value = settings.options.get(option)
+            if value is not None and value not in choices:
+                raise ValueError(f"providers.{settings.name}.options.{option}: must be one of {choices}")
+        # A base_url configured with the version path ("…/v1") is accepted as well as the bare host.
+        root = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
+        self._url = f"{root}/v1/messages"
+        self._static_headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION,
+                                **settings.headers}
+
+    # -- requests ---------------------------------------------------------------------------
+    def chat_request(self, body: dict, model: str, api_key: str | None, stream: bool) -> HttpRequest:
+        """Canonical chat request -> `POST /v1/messages`; invalid or unsupported input raises."""
+        payload = build_body(body, model, stream, self.settings.options)
+        headers = dict(self._static_headers)
+        if api_key:
+            headers["x-api-key"] = api_key
+        return HttpRequest("POST", self._url, headers, orjson.dumps(payload))
+
+    # -- responses --------------------------------------------------------------------------
+    def chat_response(self, body: bytes, model: str) -> dict:
+        """Anthropic `message` -> OpenAI `chat.completion`."""
+        data = load_json(self.name, body)
+        if not isinstance(data, dict):
+            raise invalid_response(self.name, "expected a JSON object")
+        if data.get("type") == "error":
+            raise classify_error(self.name, data.get("error"))
+        content = data.get("content")
+        if data.get("type") != "message" or not isinstance(content, list):
+            raise invalid_response(self.name, "expected a 'message' with a 'content' array")
+        return translate_message(data, model)
+
+    def chat_stream(self, model: str) -> StreamTranslator:
+        return AnthropicStream(self.name, model)
+
+    # -- errors -----------------------------------------------------------------------------
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        """`{"type": "error", "error": {"type", "message"}}` -> UpstreamError, by error type first."""
+        retry_after = parse_retry_after(headers)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        err = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(err, dict):
+            text = body[:200].decode("utf-8", "replace").strip()
+            message = f"non-JSON error body: {text}" if text else f"upstream returned HTTP {status}"
+            return UpstreamError(kind_for_status(status), f"{self.name}: {message}", upstream_status=status,
+                                 retry_after=retry_after)
+        return classify_error(self.name, err, status, retry_after)
+
+
+def translate_message(data: Mapping[str, Any], model: str) -> dict:
+    """The body of an Anthropic `message` as an OpenAI `chat.completion` (one choice)."""
+    texts: list[str] = []
+    tool_calls: list[dict] = []
+    reasoning: list[str] = []
+    thinking_blocks: list[dict] = []
+    json_tool = False
+    for block in data["content"]:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(block.get("text") or "")
+        elif kind == "tool_use":
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            if str(block.get("name", "")).startswith(JSON_TOOL_PREFIX):
+                json_tool = True
+                texts.append(arguments)
+            else:
+                tool_calls.append({"id": block.get("id"), "type": "function",
+                                   "function": {"name": block.get("name"), "arguments": arguments}})
+        elif kind == "thinking":
+            reasoning.append(block.get("thinking") or "")
+            thinking_blocks.append({"type": "thinking", "thinking": block.get("thinking") or "",
+                                    "signature": block.get("signature") or ""})
+        elif kind == "redacted_thinking":
+            thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or ""})
+        # server tool blocks (web search, code execution …) have no OpenAI equivalent: skipped
+    stop_reason = data.get("stop_reason")
+    message: dict[str, Any] = {"role": "assistant",
+                               "content": "".join(texts) if texts or not tool_calls else None,
+                               "refusal": None}
+    details = data.get("stop_details")
+    if stop_reason == "refusal" and isinstance(details, dict) and details.get("explanation"):
+        message["refusal"] = details["explanation"]
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
+    out: dict[str, Any] = {
+        "id": data.get("id") or "chatcmpl-anthropic", "object": "chat.completion",
+        "created": int(time.time()), "model": data.get("model") or model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": finish_reason(stop_reason, json_tool)}],
+    }
+    if isinstance(data.get("usage"), dict):
+        out["usage"] = openai_usage(data["usage"])
+    return out
