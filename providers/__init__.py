@@ -5,6 +5,7 @@ from __future__ import annotations
 from .anthropic import AnthropicProvider
 from .base import Capabilities, HttpRequest, LocalReply, Provider, ProviderSettings, StreamTranslator
 from .errors import ErrorKind, UpstreamError
+from .gemini import GeminiProvider
 from .mock import MockProvider
 from .openai import PRESETS, AzureOpenAIProvider, OpenAIProvider
 
@@ -15,6 +16,7 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
     "azure": AzureOpenAIProvider,
     "mock": MockProvider,
     "anthropic": AnthropicProvider,
+    "gemini": GeminiProvider,
 }
 
 
