@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .anthropic import AnthropicProvider
 from .base import Capabilities, HttpRequest, LocalReply, Provider, ProviderSettings, StreamTranslator
+from .bedrock import BedrockProvider
+from .cohere import CohereProvider
 from .errors import ErrorKind, UpstreamError
 from .gemini import GeminiProvider
 from .mock import MockProvider
@@ -17,6 +19,8 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
     "mock": MockProvider,
     "anthropic": AnthropicProvider,
     "gemini": GeminiProvider,
+    "bedrock": BedrockProvider,
+    "cohere": CohereProvider,
 }
 
 
