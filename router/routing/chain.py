@@ -80,6 +80,15 @@ def _more_relevant(best: UpstreamError | None, err: UpstreamError) -> UpstreamEr
     return best
 
 
+def _redact(err: UpstreamError, target: Target) -> UpstreamError:
+    """Mask the provider's keys in a vendor error message: some vendors echo the key they were sent."""
+    for key in target.runtime.keys:
+        if key.value in err.message:
+            err.message = err.message.replace(key.value, "[redacted]")
+            err.args = (err.message,)
+    return err
+
+
 def _retry_delay(err: UpstreamError, attempt: int, rng: random.Random) -> float | None:
     """Seconds to wait before retrying the same deployment, or None to move on."""
     if err.kind not in RETRYABLE:
@@ -115,6 +124,7 @@ async def complete(transport: Transport, plan: list[Target], call: Call, build: 
                     raise provider.error(status, resp.headers, body)
                 result = parse(target, body)
             except UpstreamError as err:
+                _redact(err, target)
                 call.record(target, t0, status, err)
                 if err.is_caller_error:
                     raise ChainFailed(err) from None
@@ -173,6 +183,8 @@ class OpenStream:
             if tail:
                 yield tail
         except UpstreamError as err:
+            if self._call.target is not None:
+                _redact(err, self._call.target)
             last = self._call.attempts[-1]
             last.error = f"after the first chunk: {err.message}"
             raise
@@ -217,6 +229,7 @@ async def open_stream(transport: Transport, plan: list[Target], call: Call, buil
             except UpstreamError as err:
                 if resp is not None:
                     resp.release()
+                _redact(err, target)
                 call.record(target, t0, status, err)
                 if err.is_caller_error:
                     raise ChainFailed(err) from None

@@ -1,0 +1,156 @@
+"""Shared fixtures: the fake vendor, a real router on a free port, and clients for both.
+
+Imports: the repository root (for `router`, `providers`) and this `tests/` directory (for
+`fakes.*`) are put on `sys.path` here, explicitly, so the suite runs from any working directory
+without installing the package and without `__init__.py` files in the test folders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import orjson
+import pytest
+from aiohttp.test_utils import TestServer
+
+TESTS = Path(__file__).resolve().parent
+for _path in (str(TESTS.parent), str(TESTS)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from fakes.openai_upstream import SECRET, FakeOpenAI  # noqa: E402
+
+from router.app import build_app  # noqa: E402
+from router.config import parse_config  # noqa: E402
+
+WAIT_S = 10.0  # bound on any single request a test makes
+
+
+async def _serve(app) -> tuple[TestServer, str]:
+    """Serve `app` on a free loopback port in this test's event loop (cancelling handlers on disconnect,
+    as `switchboard serve` does)."""
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    return server, str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def fake_openai():
+    fake = FakeOpenAI()
+    server, fake.url = await _serve(fake.app())
+    yield fake
+    await server.close()
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """A base URL on a loopback port nobody listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture
+async def make_router():
+    """`await make_router(config_dict)` -> base URL of a router built from that config."""
+    servers: list[TestServer] = []
+
+    async def start(config: dict) -> str:
+        server, url = await _serve(build_app(parse_config(config)))
+        servers.append(server)
+        return url
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def openai_client():
+    """`openai_client(base_url)` -> the official SDK's AsyncOpenAI pointed at the router."""
+    clients: list[openai.AsyncOpenAI] = []
+
+    def make(base_url: str, **kwargs: Any) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=WAIT_S,
+                                    **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    events: list[Any] = field(default_factory=list)  # SSE `data:` payloads, JSON-decoded except "[DONE]"
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+    @property
+    def error(self) -> dict:
+        """The OpenAI error object, after checking the body has exactly that shape."""
+        body = self.json()
+        assert set(body) <= {"error", "extra_fields"}, body
+        assert set(body["error"]) == {"message", "type", "param", "code"}, body
+        assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+        return body["error"]
+
+
+class RawClient:
+    """Plain HTTP against the router. Every response is checked for leaked keys and tracebacks."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def request(self, method: str, url: str, *, json: Any = None, data: Any = None,
+                      headers: dict[str, str] | None = None) -> RawResponse:
+        if json is not None:
+            data = orjson.dumps(json)
+            headers = {"content-type": "application/json", **(headers or {})}
+        async with asyncio.timeout(WAIT_S), self.session.request(method, url, data=data, headers=headers) as resp:
+            body = await resp.read()
+            out = RawResponse(resp.status, dict(resp.headers), body)
+        if resp.content_type == "text/event-stream":
+            out.events = parse_sse(body)
+        assert_clean(out)
+        return out
+
+    async def post(self, url: str, **kwargs: Any) -> RawResponse:
+        return await self.request("POST", url, **kwargs)
+
+
+def parse_sse(body: bytes) -> list[Any]:
+    events = []
+    for block in body.replace(b"\r\n", b"\n").split(b"\n\n"):
+        data = [line[6:] if line.startswith(b"data: ") else line[5:]
+                for line in block.split(b"\n") if line.startswith(b"data:")]
+        if data:
+            payload = b"\n".join(data)
+            events.append("[DONE]" if payload == b"[DONE]" else orjson.loads(payload))
+    return events
+
+
+def assert_clean(resp: RawResponse) -> None:
+    """No provider key in any header or body; no Python traceback in any body."""
+    everything = resp.body.decode("utf-8", "replace") + "\n".join(f"{k}: {v}" for k, v in resp.headers.items())
+    assert SECRET not in everything
+    assert "Traceback" not in everything and 'File "' not in everything
+
+
+@pytest.fixture
+async def raw():
+    async with aiohttp.ClientSession() as session:
+        yield RawClient(session)

@@ -1,0 +1,334 @@
+"""A fake OpenAI-compatible vendor: OpenAI's exact wire format, scripted per test.
+
+One aiohttp server stands in for any number of upstreams: upstream `name` lives under
+`/{name}/v1/...`, so a router provider points at `fake.base_url(name)`. For each (upstream,
+endpoint) a test queues behaviours; each request takes the next one, and when the queue is empty
+the default (a plain success) answers. Every request is recorded (`fake.requests`, `fake.calls()`)
+so tests can assert what the router sent; `check_chat_request` validates a recorded chat body with
+the openai SDK's own param types. `fake.aborted` is set when a behaviour is cut short because the
+router hung up (a cancelled handler or a failed write); `fake.completed` counts behaviours that
+ran to the end. A "refused" upstream is not served here: use a free port nobody listens on.
+
+Behaviours:
+  Reply(...)            success; JSON, or an SSE stream when the request says `stream: true`
+                        (`cut_after` / `error_after` / `chunk_delay_s` shape the stream)
+  Fail(status, ...)     an OpenAI error body with that status (+ optional Retry-After)
+  Html(status)          an HTML error page
+  Truncated()           200 with a JSON body cut in half (the transfer itself is complete)
+  Drop()                the connection closes before any response header
+  Embeddings(...)       an embeddings list (float or base64, as the request asks)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from openai.types.chat.completion_create_params import (
+    CompletionCreateParamsNonStreaming,
+    CompletionCreateParamsStreaming,
+)
+from pydantic import TypeAdapter
+
+SECRET = "sk-SECRET-123"  # the provider key routers are configured with for the fake; must never leak
+CHAT = "chat/completions"
+EMBEDDINGS = "embeddings"
+
+DEFAULT_USAGE = {
+    "prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
+    "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
+                                  "rejected_prediction_tokens": 0},
+}
+
+
+_CHAT_PARAMS = {False: (CompletionCreateParamsNonStreaming, TypeAdapter(CompletionCreateParamsNonStreaming)),
+                True: (CompletionCreateParamsStreaming, TypeAdapter(CompletionCreateParamsStreaming))}
+
+
+def check_chat_request(body: Any) -> None:
+    """Raise unless `body` is a valid OpenAI chat request per the openai SDK's own param types.
+
+    The SDK's TypedDicts ignore unknown keys and validate `Iterable` members lazily, so unknown
+    keys are checked here and every lazy iterator is drained to run its validation.
+    """
+    if not isinstance(body, dict):
+        raise ValueError(f"chat request body is not a JSON object: {body!r:.100}")
+    cls, adapter = _CHAT_PARAMS[body.get("stream") is True]
+    unknown = set(body) - (cls.__required_keys__ | cls.__optional_keys__)
+    if unknown:
+        raise ValueError(f"keys OpenAI does not accept: {sorted(unknown)}")
+    _drain(adapter.validate_python(body))
+
+
+def _drain(value: Any) -> None:
+    if isinstance(value, dict):
+        for item in value.values():
+            _drain(item)
+    elif isinstance(value, list | tuple | Iterator):
+        for item in value:
+            _drain(item)
+
+
+@dataclass
+class Received:
+    """One request the fake received."""
+
+    upstream: str
+    endpoint: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any  # parsed JSON, or the raw bytes when the body is not JSON
+
+
+def _dumps(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+@dataclass
+class Reply:
+    """A chat completion. `tool_calls` are `(name, arguments_json)` pairs; `n` copies the choice.
+
+    In a stream, `text` is sent in `pieces` (default: split on spaces, keeping them), each tool call's
+    arguments in `arg_pieces` fragments. `cut_after=N` stops after N `data:` events with no finish
+    reason and no [DONE] (`abort=True` closes the socket mid-body, else the body ends cleanly);
+    `error_after=N` sends an OpenAI error event after N events and ends.
+    """
+
+    text: str | None = "Hello from the fake."
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)
+    n: int = 1
+    usage: dict | None = field(default_factory=lambda: dict(DEFAULT_USAGE))
+    finish_reason: str | None = None
+    model: str | None = None  # default: the model the request named
+    pieces: list[str] | None = None
+    arg_pieces: int = 3
+    delay_s: float = 0.0  # before the response headers
+    chunk_delay_s: float = 0.0
+    cut_after: int | None = None
+    abort: bool = True
+    error_after: int | None = None
+    error: dict = field(default_factory=lambda: {"message": "The server had an error while processing your request.",
+                                                 "type": "server_error", "param": None, "code": None})
+
+    def _finish(self) -> str:
+        return self.finish_reason or ("tool_calls" if self.tool_calls else "stop")
+
+    def _calls(self) -> list[dict]:
+        return [{"id": f"call_{i}abc", "type": "function", "function": {"name": name, "arguments": args}}
+                for i, (name, args) in enumerate(self.tool_calls)]
+
+    def completion(self, model: str) -> dict:
+        message: dict[str, Any] = {"role": "assistant", "content": self.text, "refusal": None, "annotations": []}
+        if self.tool_calls:
+            message["tool_calls"] = self._calls()
+        choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": self._finish()}
+                   for i in range(self.n)]
+        out = {"id": "chatcmpl-fake123", "object": "chat.completion", "created": int(time.time()), "model": model,
+               "choices": choices, "service_tier": "default", "system_fingerprint": "fp_fake"}
+        if self.usage is not None:
+            out["usage"] = self.usage
+        return out
+
+    def events(self, model: str, include_usage: bool) -> list[bytes]:
+        base = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": model, "service_tier": "default", "system_fingerprint": "fp_fake"}
+        if include_usage:
+            base["usage"] = None
+
+        def chunk(index: int, delta: dict, finish: str | None = None) -> bytes:
+            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return _dumps({**base, "choices": [choice]})
+
+        out: list[bytes] = []
+        for i in range(self.n):
+            out.append(chunk(i, {"role": "assistant", "content": "" if not self.tool_calls else None,
+                                 "refusal": None}))
+            if self.text and not self.tool_calls:
+                out.extend(chunk(i, {"content": p}) for p in self.pieces or _split(self.text))
+            for k, call in enumerate(self._calls()):
+                fn = call["function"]
+                out.append(chunk(i, {"tool_calls": [{"index": k, "id": call["id"], "type": "function",
+                                                     "function": {"name": fn["name"], "arguments": ""}}]}))
+                out.extend(chunk(i, {"tool_calls": [{"index": k, "function": {"arguments": p}}]})
+                           for p in _fragments(fn["arguments"], self.arg_pieces))
+            out.append(chunk(i, {}, self._finish()))
+        if include_usage and self.usage is not None:
+            out.append(_dumps({**base, "choices": [], "usage": self.usage}))
+        return out
+
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.StreamResponse:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        model = self.model or (body.get("model") if isinstance(body, dict) else None) or "gpt-4o-mini"
+        if not (isinstance(body, dict) and body.get("stream") is True):
+            return web.json_response(self.completion(model), dumps=lambda o: orjson.dumps(o).decode())
+        options = body.get("stream_options") or {}
+        events = self.events(model, options.get("include_usage") is True)
+        tail = [b"data: [DONE]\n\n"]
+        if self.cut_after is not None:
+            events, tail = events[:self.cut_after], []
+        elif self.error_after is not None:
+            events, tail = events[:self.error_after], [_dumps({"error": self.error})]
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+        await resp.prepare(request)
+        for event in [*events, *tail]:
+            await resp.write(event)
+            if self.chunk_delay_s:
+                await asyncio.sleep(self.chunk_delay_s)
+        if self.cut_after is not None and self.abort:
+            assert request.transport is not None
+            request.transport.close()  # no terminating chunk: the client sees a broken body
+            return resp
+        await resp.write_eof()
+        return resp
+
+
+def _split(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w + " " for w in words[:-1]] + [words[-1]]
+
+
+def _fragments(s: str, count: int) -> list[str]:
+    size = max(1, -(-len(s) // max(1, count)))
+    return [s[i:i + size] for i in range(0, len(s), size)] or [""]
+
+
+@dataclass
+class Fail:
+    """An OpenAI error response."""
+
+    status: int
+    message: str = "The server is overloaded or not ready yet."
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    retry_after: str | None = None
+
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.Response:
+        etype = self.type or ("invalid_request_error" if self.status < 500 else "server_error")
+        if self.status == 429 and self.type is None:
+            etype = "requests"
+        headers = {"retry-after": self.retry_after} if self.retry_after is not None else None
+        error = {"message": self.message, "type": etype, "param": self.param, "code": self.code}
+        return web.Response(status=self.status, body=orjson.dumps({"error": error}),
+                            content_type="application/json", headers=headers)
+
+
+HTML_PAGE = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
+             "</h1></center>\r\n<hr><center>cloudflare</center>\r\n" + "<!-- padding -->\r\n" * 200
+             + "</body>\r\n</html>\r\n")
+
+
+@dataclass
+class Html:
+    status: int = 502
+
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.Response:
+        return web.Response(status=self.status, text=HTML_PAGE, content_type="text/html")
+
+
+@dataclass
+class Truncated:
+    """200 whose JSON body stops half-way (Content-Length matches, so the transfer is complete)."""
+
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.Response:
+        full = orjson.dumps(Reply().completion("gpt-4o-mini"))
+        return web.Response(status=200, body=full[:len(full) // 2], content_type="application/json")
+
+
+@dataclass
+class Drop:
+    """Close the connection before sending any header."""
+
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()
+        await asyncio.sleep(10)  # cancelled when the server notices the closed connection
+        raise AssertionError("Drop: the handler was not cancelled")
+
+
+@dataclass
+class Embeddings:
+    dims: int = 4
+
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.Response:
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        data = []
+        for i, _ in enumerate(inputs):
+            vector = [round(0.1 * (i + 1) + 0.01 * d, 4) for d in range(self.dims)]
+            value: Any = vector
+            if body.get("encoding_format") == "base64":
+                value = base64.b64encode(struct.pack(f"<{self.dims}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        out = {"object": "list", "data": data, "model": body.get("model"),
+               "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)}}
+        return web.Response(body=orjson.dumps(out), content_type="application/json")
+
+
+class FakeOpenAI:
+    """The scripted server. Build the app with `app()`, serve it, then set `url`."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.requests: list[Received] = []
+        self.aborted = asyncio.Event()  # set when the router hangs up while a behaviour is still answering
+        self.completed = 0  # behaviours that ran to the end
+        self._queues: dict[tuple[str, str], deque] = defaultdict(deque)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{upstream}/v1/{endpoint:.+}", self._handle)
+        return app
+
+    def base_url(self, upstream: str) -> str:
+        return f"{self.url}/{upstream}/v1"
+
+    def provider(self, upstream: str, **overrides: Any) -> dict:
+        """Router config of an `openai`-type provider served here as `upstream` (no retries by default)."""
+        return {"type": "openai", "base_url": self.base_url(upstream), "keys": [{"value": SECRET}],
+                "max_retries": 0, **overrides}
+
+    def queue(self, upstream: str, *behaviours: Any, endpoint: str = CHAT) -> None:
+        """Answer the next requests to `upstream`'s `endpoint` with these behaviours, in order."""
+        self._queues[(upstream, endpoint)].extend(behaviours)
+
+    def calls(self, upstream: str | None = None, endpoint: str | None = None) -> list[Received]:
+        return [r for r in self.requests
+                if (upstream is None or r.upstream == upstream) and (endpoint is None or r.endpoint == endpoint)]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        upstream, endpoint = request.match_info["upstream"], request.match_info["endpoint"]
+        raw = await request.read()
+        try:
+            body: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = raw
+        self.requests.append(Received(upstream, endpoint, request.method, request.path,
+                                      dict(request.headers), body))
+        queue = self._queues[(upstream, endpoint)]
+        if queue:
+            behaviour = queue.popleft()
+        elif endpoint == EMBEDDINGS:
+            behaviour = Embeddings()
+        elif endpoint == CHAT:
+            behaviour = Reply()
+        else:
+            behaviour = Fail(404, f"Invalid URL (POST /v1/{endpoint})", code="unknown_url")
+        try:
+            resp = await behaviour(self, request, body)
+        except (asyncio.CancelledError, ConnectionError):
+            self.aborted.set()
+            raise
+        self.completed += 1
+        return resp
