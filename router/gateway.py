@@ -11,9 +11,14 @@ import time
 
 from aiohttp import web
 
+from providers import ErrorKind
+
 from .config import LoadedConfig
 from .pricing import Pricer
 from .routing import RoutingTable
+from .routing.chain import Chain
+from .routing.health import HealthRegistry
+from .routing.policy import ErrorPolicy
 from .upstream import Transport
 
 
@@ -22,8 +27,12 @@ class Gateway:
         config = loaded.config
         self.loaded = loaded
         self.rng = rng or random.Random()
-        self.table = RoutingTable(loaded, self.rng)
+        routing = config.routing
+        self.health = HealthRegistry(routing.cooldown)
+        self.table = RoutingTable(loaded, self.rng, self.health)
         self.transport = Transport(self.table.runtimes.values())
+        policy = ErrorPolicy(routing.retry, frozenset(ErrorKind(k) for k in routing.fallback_on))
+        self.chain = Chain(self.transport, self.health, policy, routing.request_timeout_s, self.rng)
         self.pricer = Pricer(config.pricing)
         self.extra_fields_enabled = config.server.extra_fields
         self.allow_raw_header = config.server.allow_raw_response_header

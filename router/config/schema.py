@@ -6,7 +6,7 @@ works from the plain objects built in `router/routing/`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -61,14 +61,51 @@ class ProviderConfig(_Strict):
         return v
 
 
+Strategy = Literal["weighted", "least_latency", "least_busy"]
+
+
+class RetryConfig(_Strict):
+    """Backoff for retries on the same deployment: full jitter, exponential, capped."""
+
+    base_s: float = Field(0.1, gt=0)
+    max_s: float = Field(2.0, gt=0)
+    max_wait_s: float = Field(2.0, ge=0)  # a longer Retry-After moves on to the next deployment
+
+
+class CooldownConfig(_Strict):
+    """Circuit breaker per deployment (provider + key + model) and cool-down per rejected key."""
+
+    failures: int = Field(3, ge=1)  # failures within `window_s` that open the breaker
+    window_s: float = Field(30.0, gt=0)
+    cooldown_s: float = Field(15.0, ge=0)  # open for this long, then one probe (half-open)
+    key_cooldown_s: float = Field(60.0, ge=0)  # a key the vendor rejected (401/403) is skipped this long
+
+
+class RoutingConfig(_Strict):
+    strategy: Strategy = "weighted"  # default order of an alias's targets
+    request_timeout_s: float = Field(600.0, gt=0)  # deadline for the whole chain, retries included
+    retry: RetryConfig = RetryConfig()
+    cooldown: CooldownConfig = CooldownConfig()
+    # Caller-side errors that should still fall back (to a model with a bigger window, a laxer filter).
+    fallback_on: list[Literal["context_window", "content_policy"]] = Field(default_factory=list)
+
+
 class TargetConfig(_Strict):
     model: str
     weight: float = Field(1.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """`targets: [openai/gpt-4o-mini]` is short for weight 1."""
+        return {"model": data} if isinstance(data, str) else data
 
 
 class AliasConfig(_Strict):
     targets: list[TargetConfig] = Field(min_length=1)
     fallbacks: list[str] = Field(default_factory=list)
+    strategy: Strategy | None = None  # overrides routing.strategy for this alias
+    hedge_after_ms: float | None = Field(None, gt=0)  # start the next target in parallel after this long
 
     @model_validator(mode="before")
     @classmethod
@@ -92,4 +129,5 @@ class Config(_Strict):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, AliasConfig] = Field(default_factory=dict)
+    routing: RoutingConfig = RoutingConfig()
     pricing: dict[str, PriceConfig] = Field(default_factory=dict)

@@ -13,7 +13,8 @@ from providers import UpstreamError
 from .. import extra_fields
 from ..gateway import GATEWAY, Gateway
 from ..routing import Target
-from ..routing.chain import Call, ChainFailed, OpenStream, complete, open_stream
+from ..routing.chain import Call, ChainFailed, OpenStream
+from ..routing.table import Plan
 from ..usage import billed_usage, estimate_usage
 from ..validation import parse_json_object, validate_chat
 from .common import chain_failed, plan, read_body, upstream_body, wants_raw
@@ -41,7 +42,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return target.runtime.provider.chat_response(raw, target.model)
 
     try:
-        result, raw = await complete(gw.transport, targets, call, build, parse, gw.rng)
+        result, raw = await gw.chain.complete(targets, call, build, parse)
     except ChainFailed as failed:
         return chain_failed(gw, call, failed)
     if gw.extra_fields_enabled:
@@ -67,13 +68,13 @@ def _message_text(result: dict) -> str:
     return "".join(parts)
 
 
-async def _stream(request: web.Request, gw: Gateway, call: Call, targets: list[Target],
+async def _stream(request: web.Request, gw: Gateway, call: Call, targets: Plan,
                   vendor_body: dict[str, Any]) -> web.StreamResponse:
     def build(target: Target, key: str | None):
         return target.runtime.provider.chat_request(vendor_body, target.model, key, True)
 
     try:
-        opened = await open_stream(gw.transport, targets, call, build, gw.rng)
+        opened = await gw.chain.open_stream(targets, call, build)
     except ChainFailed as failed:
         return chain_failed(gw, call, failed)  # nothing was sent yet: a plain HTTP error
     response = web.StreamResponse(status=200, headers=SSE_HEADERS)

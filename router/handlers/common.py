@@ -9,8 +9,9 @@ from aiohttp import web
 from ..errors import ApiError, error_response
 from ..extra_fields import full
 from ..gateway import Gateway
-from ..routing import RouteError, RoutingTable, Target
+from ..routing import RouteError, RoutingTable
 from ..routing.chain import Call, ChainFailed
+from ..routing.table import Plan
 
 ROUTER_ONLY_FIELDS = ("fallbacks",)
 
@@ -27,7 +28,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
                        code="request_too_large") from None
 
 
-def plan(table: RoutingTable, model: str, fallbacks: list[str] | None) -> list[Target]:
+def plan(table: RoutingTable, model: str, fallbacks: list[str] | None) -> Plan:
     try:
         return table.plan(model, fallbacks)
     except RouteError as exc:

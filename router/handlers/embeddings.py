@@ -10,7 +10,7 @@ from aiohttp import web
 from .. import extra_fields
 from ..gateway import GATEWAY
 from ..routing import Target
-from ..routing.chain import Call, ChainFailed, complete
+from ..routing.chain import Call, ChainFailed
 from ..usage import billed_usage
 from ..validation import parse_json_object, validate_embeddings
 from .common import chain_failed, plan, read_body, upstream_body, wants_raw
@@ -32,7 +32,7 @@ async def embeddings(request: web.Request) -> web.Response:
         return target.runtime.provider.embeddings_response(raw, target.model)
 
     try:
-        result, raw = await complete(gw.transport, targets, call, build, parse, gw.rng)
+        result, raw = await gw.chain.complete(targets, call, build, parse)
     except ChainFailed as failed:
         return chain_failed(gw, call, failed)
     if gw.extra_fields_enabled:

@@ -1,28 +1,32 @@
-"""The attempt chain: try each deployment in order, retrying and falling back by error kind.
+"""The attempt chain: try each deployment in order, retrying, rotating keys and falling back by error kind.
 
-Every endpoint (chat, embeddings, streams, agents) goes through `complete` or `open_stream`, so
-fallback semantics are the same everywhere: a fallback is taken on 429, 5xx, timeouts, connection
-errors and broken upstream bodies; never on a caller error (400/413/422) or a client disconnect.
-A stream may fall back until its first content chunk has been read; after that it is committed.
+Every endpoint (chat, embeddings, streams, agents) goes through `Chain.complete` or
+`Chain.open_stream`, so failover is the same everywhere. What happens after a failure is decided by
+one table (`policy.RULES`): caller errors go straight back, 401/403 cool the key down and rotate to
+another, 429 rotates the key or backs off, 5xx/timeouts/connection errors/broken bodies retry and
+then fall back. Deployments whose circuit breaker is open are skipped (unless nothing else is
+left). A stream may fall back until its first content chunk has been read; after that it is
+committed to its deployment. A whole request never outlives `routing.request_timeout_s`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from providers import ErrorKind, HttpRequest, StreamTranslator, UpstreamError
 
 from ..upstream import Transport, UpstreamResponse
-from .table import Target
+from .health import Deployment, HealthRegistry
+from .policy import ErrorPolicy
+from .table import KeySlot, Plan, Target
 
-RETRYABLE = frozenset({ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED, ErrorKind.SERVER, ErrorKind.CONNECT,
-                       ErrorKind.INVALID_RESPONSE, ErrorKind.STREAM_CUT})
-MAX_RETRY_WAIT_S = 2.0  # a longer Retry-After moves on to the next deployment instead of waiting
-BACKOFF_BASE_S = 0.1
+log = logging.getLogger("switchboard")
+
 # When every attempt fails, the client sees the error the upstreams said most clearly.
 _RELEVANCE = {ErrorKind.RATE_LIMIT: 6, ErrorKind.OVERLOADED: 5, ErrorKind.SERVER: 5, ErrorKind.AUTH: 4,
               ErrorKind.NOT_FOUND: 4, ErrorKind.TIMEOUT: 3, ErrorKind.INVALID_RESPONSE: 3,
@@ -57,9 +61,10 @@ class Call:
         self.attempts: list[Attempt] = []
         self.target: Target | None = None
 
-    def record(self, target: Target, t0: float, status: int, error: UpstreamError | None = None) -> None:
-        latency = round((time.perf_counter() - t0) * 1000.0, 3)
-        self.attempts.append(Attempt(target.label, status, latency, error.message if error else None))
+    def record(self, target: Target, t0: float, status: int, error: str | None = None) -> Attempt:
+        attempt = Attempt(target.label, status, round((time.perf_counter() - t0) * 1000.0, 3), error)
+        self.attempts.append(attempt)
+        return attempt
 
     @property
     def wants_raw(self) -> bool:
@@ -72,73 +77,6 @@ class ChainFailed(Exception):
     def __init__(self, error: UpstreamError) -> None:
         super().__init__(error.message)
         self.error = error
-
-
-def _more_relevant(best: UpstreamError | None, err: UpstreamError) -> UpstreamError:
-    if best is None or _RELEVANCE.get(err.kind, 2) >= _RELEVANCE.get(best.kind, 2):
-        return err
-    return best
-
-
-def _redact(err: UpstreamError, target: Target) -> UpstreamError:
-    """Mask the provider's keys in a vendor error message: some vendors echo the key they were sent."""
-    for key in target.runtime.keys:
-        if key.value in err.message:
-            err.message = err.message.replace(key.value, "[redacted]")
-            err.args = (err.message,)
-    return err
-
-
-def _retry_delay(err: UpstreamError, attempt: int, rng: random.Random) -> float | None:
-    """Seconds to wait before retrying the same deployment, or None to move on."""
-    if err.kind not in RETRYABLE:
-        return None
-    if err.retry_after is not None:
-        return err.retry_after if err.retry_after <= MAX_RETRY_WAIT_S else None
-    return rng.uniform(0.0, min(MAX_RETRY_WAIT_S, BACKOFF_BASE_S * (2 ** attempt)))  # full jitter
-
-
-BuildRequest = Callable[[Target, str | None], HttpRequest]
-ParseBody = Callable[[Target, bytes], dict]
-
-
-async def complete(transport: Transport, plan: list[Target], call: Call, build: BuildRequest,
-                   parse: ParseBody, rng: random.Random) -> tuple[dict, bytes]:
-    """Non-streaming: return (canonical response, raw vendor body) from the first deployment that serves."""
-    best: UpstreamError | None = None
-    for target in plan:
-        key: str | None = None
-        provider = target.runtime.provider
-        for attempt in range(target.runtime.max_retries + 1):
-            t0 = time.perf_counter()
-            status = 0
-            try:
-                key = target.runtime.pick_key(target.model, rng, exclude=key)
-                resp = await transport.open(target.runtime, build(target, key))
-                status = resp.status
-                try:
-                    body = await resp.read()
-                finally:
-                    resp.release()
-                if status >= 300:
-                    raise provider.error(status, resp.headers, body)
-                result = parse(target, body)
-            except UpstreamError as err:
-                _redact(err, target)
-                call.record(target, t0, status, err)
-                if err.is_caller_error:
-                    raise ChainFailed(err) from None
-                best = _more_relevant(best, err)
-                delay = _retry_delay(err, attempt, rng) if attempt < target.runtime.max_retries else None
-                if delay is None:
-                    break
-                await asyncio.sleep(delay)
-                continue
-            call.record(target, t0, status)
-            call.target = target
-            return result, body
-    assert best is not None
-    raise ChainFailed(best)
 
 
 def has_content(chunk: dict) -> bool:
@@ -156,7 +94,7 @@ def has_content(chunk: dict) -> bool:
 class OpenStream:
     """A committed upstream stream: the chunks read up to the first content, then the rest."""
 
-    __slots__ = ("_call", "_data", "_resp", "_translator", "finished", "head")
+    __slots__ = ("_call", "_data", "_dep", "_health", "_resp", "_translator", "finished", "head")
 
     def __init__(self, call: Call, resp: UpstreamResponse, data: AsyncIterator[bytes],
                  translator: StreamTranslator, head: list[dict], finished: bool) -> None:
@@ -166,6 +104,8 @@ class OpenStream:
         self._translator = translator
         self.head = head
         self.finished = finished
+        self._health: HealthRegistry | None = None
+        self._dep: Deployment | None = None
 
     async def batches(self) -> AsyncIterator[list[dict]]:
         """Canonical chunks in batches as they arrive; raises `UpstreamError` on a mid-stream failure."""
@@ -185,34 +125,93 @@ class OpenStream:
         except UpstreamError as err:
             if self._call.target is not None:
                 _redact(err, self._call.target)
-            last = self._call.attempts[-1]
-            last.error = f"after the first chunk: {err.message}"
+            self._call.attempts[-1].error = f"after the first chunk: {err.message}"
+            if self._health is not None and self._dep is not None:
+                self._health.failure(self._dep, err.message)
             raise
         finally:
             self.close()
 
+    def hold(self, health: HealthRegistry, dep: Deployment) -> None:
+        """Keep the deployment's in-flight slot until the stream ends; report a mid-stream failure."""
+        self._health = health
+        self._dep = dep
+
     def close(self) -> None:
         self._resp.release()
+        if self._health is not None and self._dep is not None:
+            self._health.finish(self._dep)
+            self._dep = None
 
 
-async def open_stream(transport: Transport, plan: list[Target], call: Call, build: BuildRequest,
-                      rng: random.Random) -> OpenStream:
-    """Streaming: open deployments in order until one produces its first content chunk."""
-    best: UpstreamError | None = None
-    for target in plan:
-        key: str | None = None
-        runtime = target.runtime
-        for attempt in range(runtime.max_retries + 1):
+BuildRequest = Callable[[Target, str | None], HttpRequest]
+ParseBody = Callable[[Target, bytes], dict]
+# One exchange with one deployment: returns (value, time to first byte/content in ms).
+AttemptFn = Callable[[Target, KeySlot], Awaitable[tuple[Any, float]]]
+
+
+class _Failed:
+    """Sentinel: a target's tries are spent; the chain goes on."""
+
+
+_FAILED = _Failed()
+
+
+class _State:
+    __slots__ = ("attempted", "best", "deadline")
+
+    def __init__(self, deadline: float) -> None:
+        self.best: UpstreamError | None = None
+        self.deadline = deadline
+        self.attempted = False
+
+
+class Chain:
+    """Walks a `Plan`. One per worker process, shared by every endpoint."""
+
+    def __init__(self, transport: Transport, health: HealthRegistry, policy: ErrorPolicy,
+                 request_timeout_s: float, rng: random.Random) -> None:
+        self.transport = transport
+        self.health = health
+        self.policy = policy
+        self.request_timeout_s = request_timeout_s
+        self.rng = rng
+
+    # -- the two entry points ---------------------------------------------------------------
+    async def complete(self, plan: Plan, call: Call, build: BuildRequest, parse: ParseBody) -> tuple[dict, bytes]:
+        """Non-streaming: (canonical response, raw vendor body) from the first deployment that serves."""
+        transport = self.transport
+
+        async def exchange(target: Target, slot: KeySlot) -> tuple[Any, float]:
+            runtime = target.runtime
             t0 = time.perf_counter()
-            status = 0
-            resp: UpstreamResponse | None = None
+            resp = await transport.open(runtime, build(target, slot.value))
+            ttfb = (time.perf_counter() - t0) * 1000.0
             try:
-                key = runtime.pick_key(target.model, rng, exclude=key)
-                resp = await transport.open(runtime, build(target, key))
-                status = resp.status
-                if status >= 300:
-                    body = await resp.read()
-                    raise runtime.provider.error(status, resp.headers, body)
+                body = await resp.read()
+            finally:
+                resp.release()
+            if resp.status >= 300:
+                raise runtime.provider.error(resp.status, resp.headers, body)
+            try:
+                return (parse(target, body), body), ttfb
+            except UpstreamError as err:
+                err.upstream_status = err.upstream_status or resp.status
+                raise
+
+        return await self._run(plan, call, exchange)
+
+    async def open_stream(self, plan: Plan, call: Call, build: BuildRequest) -> OpenStream:
+        """Streaming: open deployments in order until one produces its first content chunk."""
+        transport = self.transport
+
+        async def open_one(target: Target, slot: KeySlot) -> tuple[Any, float]:
+            runtime = target.runtime
+            t0 = time.perf_counter()
+            resp = await transport.open(runtime, build(target, slot.value))
+            try:
+                if resp.status >= 300:
+                    raise runtime.provider.error(resp.status, resp.headers, await resp.read())
                 translator = runtime.provider.chat_stream(target.model)
                 data = resp.iter_chunks()
                 head: list[dict] = []
@@ -227,24 +226,182 @@ async def open_stream(transport: Transport, plan: list[Target], call: Call, buil
                 if finished:
                     head.extend(translator.close())
             except UpstreamError as err:
-                if resp is not None:
-                    resp.release()
-                _redact(err, target)
-                call.record(target, t0, status, err)
-                if err.is_caller_error:
-                    raise ChainFailed(err) from None
-                best = _more_relevant(best, err)
-                delay = _retry_delay(err, attempt, rng) if attempt < runtime.max_retries else None
-                if delay is None:
-                    break
-                await asyncio.sleep(delay)
-                continue
-            except BaseException:
-                if resp is not None:
-                    resp.release()
+                err.upstream_status = err.upstream_status or resp.status
+                resp.release()
                 raise
-            call.record(target, t0, status)
+            except BaseException:
+                resp.release()
+                raise
+            return OpenStream(call, resp, data, translator, head, finished), (time.perf_counter() - t0) * 1000.0
+
+        return await self._run(plan, call, open_one)
+
+    # -- walking the plan -------------------------------------------------------------------
+    async def _run(self, plan: Plan, call: Call, attempt: AttemptFn) -> Any:
+        state = _State(call.started + self.request_timeout_s)
+        remaining = state.deadline - time.perf_counter()
+        try:
+            async with asyncio.timeout(max(0.0, remaining)):
+                result = await self._walk(plan, call, attempt, state, force=False)
+                if result is _FAILED and not state.attempted:
+                    # Every deployment is cooling down: try them anyway rather than fail unheard.
+                    result = await self._walk(plan, call, attempt, state, force=True)
+        except TimeoutError:
+            raise ChainFailed(UpstreamError(
+                ErrorKind.TIMEOUT, f"no deployment answered within the request deadline of "
+                f"{self.request_timeout_s:g}s", code="request_timeout")) from None
+        if result is _FAILED:
+            assert state.best is not None
+            raise ChainFailed(state.best)
+        return result
+
+    async def _walk(self, plan: Plan, call: Call, attempt: AttemptFn, state: _State, force: bool) -> Any:
+        targets = plan.targets
+        start = 0
+        if plan.hedge_after_s is not None and len(targets) > 1:
+            result = await self._hedged(targets[0], targets[1], plan.hedge_after_s, call, attempt, state, force)
+            if result is not _FAILED:
+                return result
+            start = 2
+        for target in targets[start:]:
+            result = await self._target(target, call, attempt, state, force)
+            if result is not _FAILED:
+                return result
+        return _FAILED
+
+    def _pick(self, target: Target, slots: tuple[KeySlot, ...], tried: set[str], force: bool) -> KeySlot | None:
+        """Weighted choice among the keys not tried yet whose key and deployment are healthy."""
+        health = self.health
+        pool = [s for s in slots if s.id not in tried and (force or (
+            health.key_ok(s.id) and health.available(health.deployment(target.label, s.id))))]
+        if not pool:
+            return None
+        if len(pool) == 1:
+            return pool[0]
+        return self.rng.choices(pool, weights=[s.weight for s in pool])[0]
+
+    async def _target(self, target: Target, call: Call, attempt: AttemptFn, state: _State, force: bool) -> Any:
+        """All tries at one target: key rotation and retries. `_FAILED` when they are spent."""
+        runtime = target.runtime
+        health = self.health
+        policy = self.policy
+        try:
+            slots = runtime.key_slots(target.model)
+        except UpstreamError as err:
+            call.record(target, time.perf_counter(), 0, err.message)
+            state.best = _more_relevant(state.best, err)
+            return _FAILED
+        tried: set[str] = set()
+        slot = self._pick(target, slots, tried, force)
+        retries = 0
+        while slot is not None:
+            state.attempted = True
+            dep = health.deployment(target.label, slot.id)
+            health.start(dep)
+            t0 = time.perf_counter()
+            try:
+                value, ttfb_ms = await attempt(target, slot)
+            except asyncio.CancelledError:
+                health.finish(dep)
+                call.record(target, t0, 0, "cancelled")
+                raise
+            except Exception as exc:
+                health.finish(dep)
+                err = exc if isinstance(exc, UpstreamError) else _translation_failure(target, exc)
+                _redact(err, target)
+                call.record(target, t0, err.upstream_status or 0, err.message)
+                rule = policy.rule(err.kind)
+                if rule.breaker:
+                    health.failure(dep, err.message, err.retry_after if err.kind is ErrorKind.RATE_LIMIT else None)
+                if rule.bad_key:
+                    health.key_failed(slot.id)
+                if not rule.fallback:
+                    raise ChainFailed(err) from None
+                state.best = _more_relevant(state.best, err)
+                tried.add(slot.id)
+                if rule.next_key:
+                    other = self._pick(target, slots, tried, force)
+                    if other is not None:
+                        slot = other
+                        continue
+                if not rule.retry_same or retries >= runtime.max_retries:
+                    return _FAILED
+                delay = policy.backoff(retries, err.retry_after, self.rng.uniform)
+                if delay is None or time.perf_counter() + delay >= state.deadline:
+                    return _FAILED
+                retries += 1
+                await asyncio.sleep(delay)
+                slot = self._pick(target, slots, tried, force) or slot
+                continue
+            health.success(dep, ttfb_ms)
+            if isinstance(value, OpenStream):
+                value.hold(health, dep)  # the stream frees its slot when it ends
+            else:
+                health.finish(dep)
+            call.record(target, t0, 200)
             call.target = target
-            return OpenStream(call, resp, data, translator, head, finished)
-    assert best is not None
-    raise ChainFailed(best)
+            return value
+        return _FAILED
+
+    async def _hedged(self, first: Target, second: Target, after_s: float, call: Call, attempt: AttemptFn,
+                      state: _State, force: bool) -> Any:
+        """Race: if `first` has not answered within `after_s`, start `second`; take whichever serves."""
+        lead = asyncio.ensure_future(self._target(first, call, attempt, state, force))
+        done, _ = await asyncio.wait({lead}, timeout=after_s)
+        if done:
+            result = lead.result()
+            if result is not _FAILED:
+                return result
+            return await self._target(second, call, attempt, state, force)
+        backup = asyncio.ensure_future(self._target(second, call, attempt, state, force))
+        pending = {lead, backup}
+        winner: Any = _FAILED
+        try:
+            while pending and winner is _FAILED:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    result = task.result()  # a caller error (ChainFailed) propagates from here
+                    if result is not _FAILED and winner is _FAILED:
+                        winner = result
+                    elif isinstance(result, OpenStream):
+                        result.close()  # both committed at once: keep one
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        if winner is not _FAILED:
+            _served_last(call)
+        return winner
+
+
+def _more_relevant(best: UpstreamError | None, err: UpstreamError) -> UpstreamError:
+    if best is None or _RELEVANCE.get(err.kind, 2) >= _RELEVANCE.get(best.kind, 2):
+        return err
+    return best
+
+
+def _translation_failure(target: Target, exc: Exception) -> UpstreamError:
+    """A translator tripped on a vendor body it did not expect: a broken response, not a router crash."""
+    log.warning("%s: could not translate the vendor response", target.label, exc_info=exc)
+    return UpstreamError(ErrorKind.INVALID_RESPONSE, f"{target.runtime.name}: could not translate the "
+                         f"vendor response ({type(exc).__name__})", code="invalid_upstream_response")
+
+
+def _redact(err: UpstreamError, target: Target) -> UpstreamError:
+    """Mask the provider's keys in a vendor error message: some vendors echo the key they were sent."""
+    for key in target.runtime.keys:
+        if key.value and key.value in err.message:
+            err.message = err.message.replace(key.value, "[redacted]")
+            err.args = (err.message,)
+    return err
+
+
+def _served_last(call: Call) -> None:
+    """After a hedge, keep the served attempt last in the trail (the loser was cancelled after it)."""
+    label = call.target.label if call.target else None
+    for i in range(len(call.attempts) - 1, -1, -1):
+        attempt = call.attempts[i]
+        if attempt.model == label and attempt.error is None:
+            call.attempts.append(call.attempts.pop(i))
+            return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import NamedTuple
 
 from cachetools import LRUCache
 
@@ -16,6 +17,7 @@ from providers import ErrorKind, Provider, UpstreamError, create_provider
 
 from ..config import KeyConfig, LoadedConfig, TimeoutsConfig
 from ..config.loader import provider_settings
+from .health import HealthRegistry
 
 
 class RouteError(Exception):
@@ -29,6 +31,14 @@ class RouteError(Exception):
         self.param = param
 
 
+class KeySlot(NamedTuple):
+    """One provider key as the chain sees it; `id` ("openai#0") names it in logs and health."""
+
+    id: str
+    value: str | None
+    weight: float
+
+
 @dataclass(slots=True, eq=False)
 class ProviderRuntime:
     """One configured provider: its translator plus what the router needs to call it."""
@@ -40,24 +50,22 @@ class ProviderRuntime:
     max_retries: int
     raw_response: bool
     declared_models: list[str]
-    _keys_for_model: LRUCache = field(default_factory=lambda: LRUCache(4096))
+    _slots_for_model: LRUCache = field(default_factory=lambda: LRUCache(4096))
 
-    def pick_key(self, model: str, rng: random.Random, exclude: str | None = None) -> str | None:
-        """Weighted choice among the keys allowed for `model` (avoiding `exclude` when possible)."""
-        if not self.keys:
-            return None
-        eligible = self._keys_for_model.get(model)
-        if eligible is None:
-            eligible = [k for k in self.keys
-                        if k.models is None or any(fnmatchcase(model, g) for g in k.models)]
-            self._keys_for_model[model] = eligible
-        if not eligible:
+    def key_slots(self, model: str) -> tuple[KeySlot, ...]:
+        """The keys allowed to call `model` (a key's `models` globs restrict it); memoised."""
+        slots = self._slots_for_model.get(model)
+        if slots is None:
+            if not self.keys:
+                slots = (KeySlot(f"{self.name}#-", None, 1.0),)
+            else:
+                slots = tuple(KeySlot(f"{self.name}#{i}", k.value, k.weight) for i, k in enumerate(self.keys)
+                              if k.models is None or any(fnmatchcase(model, g) for g in k.models))
+            self._slots_for_model[model] = slots
+        if not slots:
             raise UpstreamError(ErrorKind.NOT_FOUND, f"{self.name}: no configured key may use model '{model}'",
                                 code="model_not_allowed")
-        if len(eligible) == 1:
-            return eligible[0].value
-        pool = [k for k in eligible if k.value != exclude] or eligible
-        return rng.choices(pool, weights=[k.weight for k in pool])[0].value
+        return slots
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +82,26 @@ class Alias:
     targets: tuple[Target, ...]
     weights: tuple[float, ...]
     fallbacks: tuple[str, ...]
+    strategy: str
+    hedge_after_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The ordered deployments for one request; `hedge_after_s` races the first two."""
+
+    targets: list[Target]
+    hedge_after_s: float | None = None
 
 
 class RoutingTable:
     """Resolves model names; see DESIGN.md "Model names" and "Fallbacks"."""
 
-    def __init__(self, loaded: LoadedConfig, rng: random.Random | None = None) -> None:
+    def __init__(self, loaded: LoadedConfig, rng: random.Random | None = None,
+                 health: HealthRegistry | None = None) -> None:
         config = loaded.config
         self.rng = rng or random.Random()
+        self.health = health or HealthRegistry(config.routing.cooldown)
         self.disabled = loaded.disabled
         self.runtimes: dict[str, ProviderRuntime] = {}
         for name, pc in config.providers.items():
@@ -95,8 +115,9 @@ class RoutingTable:
         for alias, spec in config.models.items():
             pairs = [(t, spec_t.weight) for spec_t in spec.targets
                      if (t := self._direct(spec_t.model)) is not None]
+            hedge = spec.hedge_after_ms / 1000.0 if spec.hedge_after_ms else None
             self.aliases[alias] = Alias(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs),
-                                        tuple(spec.fallbacks))
+                                        tuple(spec.fallbacks), spec.strategy or config.routing.strategy, hedge)
         # Bare provider model names, resolvable only when exactly one provider declares them.
         owners: dict[str, list[str]] = {}
         for rt in self.runtimes.values():
@@ -135,7 +156,7 @@ class RoutingTable:
         bare = self.bare.get(name)
         return [bare] if bare is not None else None
 
-    def plan(self, requested: str, request_fallbacks: list[str] | None = None) -> list[Target]:
+    def plan(self, requested: str, request_fallbacks: list[str] | None = None) -> Plan:
         """The attempt chain: the requested model's targets, its alias fallbacks, then the request's."""
         primary = self.expand(requested)
         if primary is None:
@@ -156,15 +177,29 @@ class RoutingTable:
         if not unique:
             raise RouteError(503, f"model '{requested}' has no enabled deployment (check provider keys)",
                              "no_deployment_available")
-        return unique
+        return Plan(unique, alias.hedge_after_s if alias and len(unique) > 1 else None)
 
     def _ordered(self, alias: Alias) -> list[Target]:
-        """Weighted random order (Efraimidis-Spirakis): the first is the weighted pick."""
-        if len(alias.targets) <= 1:
-            return list(alias.targets)
+        """The alias's targets in the order its strategy prefers.
+
+        `weighted`: weighted random order (Efraimidis-Spirakis), the first is the weighted pick.
+        `least_latency`: lowest EWMA time to first byte first (unmeasured first, to measure them).
+        `least_busy`: fewest requests in flight first. Ties keep the weighted random order.
+        """
+        targets = alias.targets
+        if len(targets) <= 1:
+            return list(targets)
         rnd = self.rng.random
-        keyed = sorted(((rnd() ** (1.0 / w), i) for i, w in enumerate(alias.weights)), reverse=True)
-        return [alias.targets[i] for _, i in keyed]
+        weighted = [-(rnd() ** (1.0 / w)) for w in alias.weights]
+        if alias.strategy == "least_latency":
+            stats = [self.health.stats(t.label).ttfb_ewma_ms or 0.0 for t in targets]
+            order = sorted(range(len(targets)), key=lambda i: (stats[i], weighted[i]))
+        elif alias.strategy == "least_busy":
+            busy = [self.health.stats(t.label).in_flight for t in targets]
+            order = sorted(range(len(targets)), key=lambda i: (busy[i], weighted[i]))
+        else:
+            order = sorted(range(len(targets)), key=weighted.__getitem__)
+        return [targets[i] for i in order]
 
     def _not_found(self, name: str, param: str, status: int = 404) -> RouteError:
         provider = name.partition("/")[0]
