@@ -14,6 +14,7 @@ from .. import extra_fields
 from ..gateway import GATEWAY, Gateway
 from ..routing import Target
 from ..routing.chain import Call, ChainFailed, OpenStream
+from ..routing.fanout import MergedStream, complete_n, needs_fanout, open_stream_n, without_n
 from ..routing.table import Plan
 from ..usage import billed_usage, estimate_usage
 from ..validation import parse_json_object, validate_chat
@@ -32,17 +33,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     stream = body.get("stream") is True
     call = Call(model, "chat.completion.chunk" if stream else "chat.completion", started, wants_raw(gw, request))
     vendor_body = upstream_body(body)
+    fan = needs_fanout(targets, vendor_body)  # n > 1 where some vendor cannot: n parallel calls
+    send_body = without_n(vendor_body) if fan else vendor_body
     if stream:
-        return await _stream(request, gw, call, targets, vendor_body)
+        return await _stream(request, gw, call, targets, vendor_body, send_body, fan)
 
     def build(target: Target, key: str | None):
-        return target.runtime.provider.chat_request(vendor_body, target.model, key, False)
+        return target.runtime.provider.chat_request(send_body, target.model, key, False)
 
     def parse(target: Target, raw: bytes) -> dict:
         return target.runtime.provider.chat_response(raw, target.model)
 
     try:
-        result, raw = await gw.chain.complete(targets, call, build, parse)
+        if fan:
+            result, raw = await complete_n(gw.chain, targets, call, fan, build, parse)
+        else:
+            result, raw = await gw.chain.complete(targets, call, build, parse)
     except ChainFailed as failed:
         return chain_failed(gw, call, failed)
     if gw.extra_fields_enabled:
@@ -68,13 +74,16 @@ def _message_text(result: dict) -> str:
     return "".join(parts)
 
 
-async def _stream(request: web.Request, gw: Gateway, call: Call, targets: Plan,
-                  vendor_body: dict[str, Any]) -> web.StreamResponse:
+async def _stream(request: web.Request, gw: Gateway, call: Call, targets: Plan, vendor_body: dict[str, Any],
+                  send_body: dict[str, Any], fan: int) -> web.StreamResponse:
     def build(target: Target, key: str | None):
-        return target.runtime.provider.chat_request(vendor_body, target.model, key, True)
+        return target.runtime.provider.chat_request(send_body, target.model, key, True)
 
     try:
-        opened = await gw.chain.open_stream(targets, call, build)
+        if fan:
+            opened = await open_stream_n(gw.chain, targets, call, fan, build)
+        else:
+            opened = await gw.chain.open_stream(targets, call, build)
     except ChainFailed as failed:
         return chain_failed(gw, call, failed)  # nothing was sent yet: a plain HTTP error
     response = web.StreamResponse(status=200, headers=SSE_HEADERS)
@@ -86,7 +95,7 @@ async def _stream(request: web.Request, gw: Gateway, call: Call, targets: Plan,
     return response
 
 
-async def _relay(response: web.StreamResponse, gw: Gateway, call: Call, opened: OpenStream,
+async def _relay(response: web.StreamResponse, gw: Gateway, call: Call, opened: OpenStream | MergedStream,
                  vendor_body: dict[str, Any]) -> None:
     """Write canonical chunks as SSE; the final chunk before `[DONE]` carries `extra_fields`.
 
