@@ -7,6 +7,7 @@ chat completion, an error event mid-stream and a stream cut short are all failur
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -71,6 +72,9 @@ class OpenAIProvider(Provider):
     def chat_request(self, body: dict, model: str, api_key: str | None, stream: bool) -> HttpRequest:
         out = dict(body)
         out["model"] = model
+        messages = _short_tool_ids(body.get("messages"))
+        if messages is not None:
+            out["messages"] = messages
         if stream:
             out["stream"] = True
             if self.preset.stream_usage_option:
@@ -97,6 +101,8 @@ class OpenAIProvider(Provider):
             raise error_from_object(self.name, data["error"])
         if not isinstance(data.get("choices"), list):
             raise invalid_response(self.name, "missing 'choices'")
+        if not _choices_ok(data["choices"], "message"):
+            raise invalid_response(self.name, "each choice must be an object with a 'message' object")
         data.setdefault("object", "chat.completion")
         return data
 
@@ -151,11 +157,51 @@ class OpenAIStream(StreamTranslator):
                 raise error_from_object(self._provider, chunk["error"])
             choices = chunk.get("choices")
             if choices:
+                if not _choices_ok(choices, "delta"):
+                    raise invalid_response(self._provider, "each chunk choice must be an object with a 'delta' object")
                 for choice in choices:
                     if choice.get("finish_reason"):
                         self._finished = True
             chunks.append(chunk)
         return chunks
+
+
+def _choices_ok(choices: object, member: str) -> bool:
+    """True when `choices` is a list of objects whose `message`/`delta` is an object (or absent)."""
+    return isinstance(choices, list) and all(
+        isinstance(c, dict) and isinstance(c.get(member) or {}, dict) for c in choices)
+
+
+MAX_TOOL_CALL_ID = 40  # OpenAI rejects longer tool-call ids
+
+
+def _short_id(call_id: object) -> object:
+    if isinstance(call_id, str) and len(call_id) > MAX_TOOL_CALL_ID:
+        return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
+    return call_id
+
+
+def _short_tool_ids(messages: object) -> list | None:
+    """Messages with over-long tool-call ids (another vendor's, e.g. Gemini's with a thought signature
+    inside) mapped to short stable ones, consistently in the call and its result; None if none are long."""
+    if not isinstance(messages, list):
+        return None
+    long_ids = any(
+        (isinstance(m, dict) and (
+            (m.get("role") == "tool" and _short_id(m.get("tool_call_id")) != m.get("tool_call_id"))
+            or any(isinstance(c, dict) and _short_id(c.get("id")) != c.get("id") for c in m.get("tool_calls") or ())))
+        for m in messages)
+    if not long_ids:
+        return None
+    out = []
+    for m in messages:
+        if isinstance(m, dict) and m.get("role") == "tool" and "tool_call_id" in m:
+            m = {**m, "tool_call_id": _short_id(m["tool_call_id"])}
+        elif isinstance(m, dict) and isinstance(m.get("tool_calls"), list):
+            m = {**m, "tool_calls": [{**c, "id": _short_id(c.get("id"))} if isinstance(c, dict) else c
+                                     for c in m["tool_calls"]]}
+        out.append(m)
+    return out
 
 
 def error_from_object(provider: str, err: object) -> UpstreamError:
