@@ -1,0 +1,477 @@
+"""A fake AWS Bedrock Runtime: Converse, ConverseStream and InvokeModel, scripted per test.
+
+Routes: `POST /model/{modelId}/converse` (JSON), `/converse-stream` (`application/vnd.amazon.eventstream`
+binary frames with valid CRCs, built with `providers.eventstream`) and `/invoke` (Titan and Cohere
+embeddings). Errors are what Bedrock sends: an `x-amzn-errortype` header and a JSON `{"message"}` body.
+
+Auth: `Authorization: Bearer <api key>`, or, when the fake is built with `aws=AwsCreds(...)`, a SigV4
+signature that is checked field by field and then recomputed with botocore from the received method,
+raw path, signed headers, body and the request's own `x-amz-date`, so only an exact signature passes.
+
+Every received Converse/ConverseStream body is validated with botocore's service model for
+`bedrock-runtime` (`ParamValidator` on the operation's input shape, plus the enum/pattern/length rules
+ParamValidator skips) and with the conversation rules Bedrock enforces at runtime (alternating roles,
+every toolUse answered by a toolResult in the next turn, a toolConfig whenever tool blocks appear, no
+blank text). A body that fails gets Bedrock's 400 `ValidationException` and lands in `fake.problems`.
+The fake's own replies are validated against the output shapes, so they cannot drift from Bedrock's.
+
+For each (modelId, action) a test queues behaviours; each request takes the next one, else the default
+(`Reply()` for chat, `Embedding()` for invoke) answers. Every request is recorded in `fake.requests`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import re
+import uuid
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import botocore.session
+import orjson
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.validate import ParamValidator
+
+from providers.bedrock_request import JSON_TOOL
+from providers.eventstream import event_frame, exception_frame
+
+API_KEY = "br-SECRET-bedrock-api-key"  # the Bedrock API key routers get; must never leak
+REGION = "us-east-1"
+CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+TITAN = "amazon.titan-embed-text-v2:0"
+COHERE_EMBED = "cohere.embed-english-v3"
+EVENTSTREAM = "application/vnd.amazon.eventstream"
+DEFAULT_USAGE = {"inputTokens": 12, "outputTokens": 5, "totalTokens": 17}
+SERVICE = botocore.session.get_session().get_service_model("bedrock-runtime")
+_SIGV4_RE = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/,]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request, "
+                       r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class AwsCreds:
+    access_key: str = "AKIDFAKEEXAMPLE1234"
+    secret_key: str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYFAKESECRET"
+    token: str | None = "FQoGZXIvYXdzFAKESESSIONTOKEN"
+
+    def options(self) -> dict:
+        out = {"aws_access_key_id": self.access_key, "aws_secret_access_key": self.secret_key}
+        return out | ({"aws_session_token": self.token} if self.token else {})
+
+
+# -- validation -----------------------------------------------------------------------------------
+def _prepare(value: Any, shape: Any, path: str, problems: list[str]) -> Any:
+    """Apply the rules ParamValidator skips (enum, pattern, max length) and decode base64 blobs."""
+    if shape is None or shape.metadata.get("document"):
+        return value
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        return {k: _prepare(v, shape.members.get(k), f"{path}.{k}", problems) for k, v in value.items()}
+    if kind == "list" and isinstance(value, list):
+        return [_prepare(v, shape.member, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if kind == "string" and isinstance(value, str):
+        meta = shape.metadata
+        if meta.get("enum") and value not in meta["enum"]:
+            problems.append(f"{path}: {value!r} not in {meta['enum']}")
+        if meta.get("pattern") and path != ".modelId" and not re.fullmatch(meta["pattern"], value):
+            problems.append(f"{path}: {value!r} does not match {meta['pattern']}")
+        if meta.get("max") is not None and len(value) > meta["max"]:
+            problems.append(f"{path}: longer than {meta['max']}")
+    if kind == "blob" and isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except ValueError:
+            problems.append(f"{path}: blob is not base64")
+    return value
+
+
+def shape_problems(params: Any, shape: Any) -> list[str]:
+    problems: list[str] = []
+    prepared = _prepare(params, shape, "", problems)
+    report = ParamValidator().validate(prepared, shape)
+    if report.has_errors():
+        problems.append(report.generate_report())
+    return problems
+
+
+def converse_problems(body: Any, model_id: str = CLAUDE, *, stream: bool = False) -> list[str]:
+    """Everything Bedrock would reject in a Converse(Stream) body: schema first, then runtime rules."""
+    if not isinstance(body, dict):
+        return ["body is not a JSON object"]
+    shape = SERVICE.operation_model("ConverseStream" if stream else "Converse").input_shape
+    problems = shape_problems({"modelId": model_id, **body}, shape)
+    return problems or _conversation_problems(body)
+
+
+def _conversation_problems(body: dict) -> list[str]:
+    problems: list[str] = []
+    turns = body["messages"]
+    specs = [t["toolSpec"]["name"] for t in (body.get("toolConfig") or {}).get("tools", []) if "toolSpec" in t]
+    if turns and turns[0]["role"] != "user":
+        problems.append("messages[0]: a conversation must start with a user message")
+    pending: set[str] = set()
+    for i, turn in enumerate(turns):
+        if i and turn["role"] == turns[i - 1]["role"]:
+            problems.append(f"messages[{i}]: roles must alternate between user and assistant")
+        blocks = turn["content"]
+        if not blocks:
+            problems.append(f"messages[{i}].content: empty")
+        uses = {b["toolUse"]["toolUseId"] for b in blocks if "toolUse" in b}
+        results = {b["toolResult"]["toolUseId"] for b in blocks if "toolResult" in b}
+        if results != pending:
+            problems.append(f"messages[{i}]: toolResult ids {sorted(results)} do not answer the previous "
+                            f"turn's toolUse ids {sorted(pending)}")
+        pending = uses
+        for b in blocks:
+            if "text" in b and not b["text"].strip():
+                problems.append(f"messages[{i}]: the text field in the ContentBlock object is blank")
+            if "toolUse" in b and b["toolUse"]["name"] not in specs:
+                problems.append(f"messages[{i}]: toolUse {b['toolUse']['name']!r} has no toolSpec")
+    if any("toolUse" in b or "toolResult" in b for t in turns for b in t["content"]) and not specs:
+        problems.append("toolConfig field must be defined when using toolUse and toolResult content blocks")
+    forced = ((body.get("toolConfig") or {}).get("toolChoice") or {}).get("tool")
+    if forced and forced["name"] not in specs:
+        problems.append(f"toolChoice names unknown tool {forced['name']!r}")
+    for s in body.get("system", []):
+        if "text" in s and not s["text"].strip():
+            problems.append("system: blank text")
+    return problems
+
+
+def embed_problems(body: Any, model_id: str) -> list[str]:
+    """InvokeModel bodies for Titan Text Embeddings v2 and Cohere Embed on Bedrock (documented fields)."""
+    if not isinstance(body, dict):
+        return ["body is not a JSON object"]
+    if "titan-embed" in model_id:
+        allowed = {"inputText", "dimensions", "normalize", "embeddingTypes"}
+        problems = [f"unknown member {k!r}" for k in set(body) - allowed]
+        if not isinstance(body.get("inputText"), str) or not body["inputText"]:
+            problems.append("inputText must be a non-empty string")
+        if body.get("dimensions", 1024) not in (256, 512, 1024):
+            problems.append("dimensions must be 256, 512 or 1024")
+        return problems
+    allowed = {"texts", "images", "input_type", "truncate", "embedding_types", "output_dimension", "max_tokens"}
+    problems = [f"unknown member {k!r}" for k in set(body) - allowed]
+    texts = body.get("texts")
+    if not (isinstance(texts, list) and 0 < len(texts) <= 96 and all(isinstance(t, str) for t in texts)):
+        problems.append("texts must be 1..96 strings")
+    if body.get("input_type") not in ("search_document", "search_query", "classification", "clustering"):
+        problems.append(f"input_type {body.get('input_type')!r} is not valid")
+    if not set(body.get("embedding_types", [])) <= {"float", "int8", "uint8", "binary", "ubinary"}:
+        problems.append("embedding_types has an unknown type")
+    if body.get("truncate", "END") not in ("NONE", "START", "END"):
+        problems.append("truncate must be NONE, START or END")
+    return problems
+
+
+# -- behaviours -----------------------------------------------------------------------------------
+@dataclass
+class Received:
+    model_id: str
+    action: str
+    path: str  # the raw path as sent (percent-encoding kept)
+    headers: dict[str, str]
+    body: Any  # parsed JSON, or the raw bytes when it is not JSON
+
+
+def _fragments(s: str, count: int) -> list[str]:
+    size = max(1, -(-len(s) // max(1, count)))
+    return [s[i:i + size] for i in range(0, len(s), size)] or [""]
+
+
+@dataclass
+class Reply:
+    """A Converse answer; as ConverseStream event frames when the request is a stream.
+
+    `tool_calls` are `(name, input)` pairs (ids `tooluse_<i>_<name>`); `json_output` answers through the
+    router's response_format tool. In a stream, text is sent in `pieces` and the frames' bytes in writes
+    of `split` bytes (so frames straddle reads). `cut_after=N` ends after N frames (`mid_frame` adds half
+    of the next one; `abort` closes the socket, else the body ends cleanly); `exception_after=N` sends
+    an exception frame (`exception` = (type, message)) after N frames and ends. `pause_s` waits before
+    the failure, so the frames ahead of it reach the router in an earlier read.
+    """
+
+    text: str | None = "Hello from Bedrock."
+    tool_calls: list[tuple[str, dict]] = field(default_factory=list)
+    reasoning: str | None = None
+    json_output: dict | None = None
+    stop_reason: str | None = None
+    usage: dict = field(default_factory=lambda: dict(DEFAULT_USAGE))
+    pieces: list[str] | None = None
+    split: int = 7
+    cut_after: int | None = None
+    mid_frame: bool = False
+    abort: bool = True
+    exception_after: int | None = None
+    exception: tuple[str, str] = ("throttlingException", "Too many tokens, please wait before trying again.")
+    delay_s: float = 0.0
+    pause_s: float = 0.0
+
+    def blocks(self) -> list[dict]:
+        out: list[dict] = []
+        if self.reasoning:
+            out.append({"reasoningContent": {"reasoningText": {"text": self.reasoning, "signature": "c2ln"}}})
+        if self.text:
+            out.append({"text": self.text})
+        for i, (name, args) in enumerate(self.tool_calls):
+            out.append({"toolUse": {"toolUseId": f"tooluse_{i}_{name}", "name": name, "input": args}})
+        if self.json_output is not None:
+            out.append({"toolUse": {"toolUseId": "tooluse_json", "name": JSON_TOOL, "input": self.json_output}})
+        return out
+
+    def _stop(self) -> str:
+        return self.stop_reason or ("tool_use" if self.tool_calls or self.json_output is not None else "end_turn")
+
+    def converse(self) -> dict:
+        out = {"output": {"message": {"role": "assistant", "content": self.blocks()}}, "stopReason": self._stop(),
+               "usage": self.usage, "metrics": {"latencyMs": 42}}
+        problems = shape_problems(out, SERVICE.operation_model("Converse").output_shape)
+        assert not problems, f"fake Bedrock reply is not a valid Converse response: {problems}"
+        return out
+
+    def events(self) -> list[tuple[str, dict]]:
+        events: list[tuple[str, dict]] = [("messageStart", {"role": "assistant"})]
+        for i, block in enumerate(self.blocks()):
+            if "reasoningContent" in block:
+                reasoning = block["reasoningContent"]["reasoningText"]
+                events += [("contentBlockDelta", {"contentBlockIndex": i, "delta": {"reasoningContent": {
+                    "text": reasoning["text"]}}}),
+                    ("contentBlockDelta", {"contentBlockIndex": i, "delta": {"reasoningContent": {
+                        "signature": reasoning["signature"]}}})]
+            elif "text" in block:
+                words = block["text"].split(" ")
+                pieces = self.pieces or [w + " " for w in words[:-1]] + [words[-1]]
+                events += [("contentBlockDelta", {"contentBlockIndex": i, "delta": {"text": p}}) for p in pieces]
+            else:
+                use = block["toolUse"]
+                events.append(("contentBlockStart", {"contentBlockIndex": i, "start": {"toolUse": {
+                    "toolUseId": use["toolUseId"], "name": use["name"]}}}))
+                events += [("contentBlockDelta", {"contentBlockIndex": i, "delta": {"toolUse": {"input": f}}})
+                           for f in _fragments(orjson.dumps(use["input"]).decode(), 3)]
+            events.append(("contentBlockStop", {"contentBlockIndex": i}))
+        events += [("messageStop", {"stopReason": self._stop()}),
+                   ("metadata", {"usage": self.usage, "metrics": {"latencyMs": 42}})]
+        union = SERVICE.shape_for("ConverseStreamOutput")
+        for name, payload in events:
+            problems = shape_problems(payload, union.members[name])
+            assert not problems, f"fake Bedrock event {name} is not valid: {problems}"
+        return events
+
+    def frames(self) -> list[bytes]:
+        # Real Bedrock pads every event with an opaque `p` member; the translator must ignore it.
+        return [event_frame(name, orjson.dumps({**payload, "p": "abcdefghijklmnopqrstuvw"[: 3 + i % 20]}))
+                for i, (name, payload) in enumerate(self.events())]
+
+    async def __call__(self, fake: FakeBedrock, request: web.Request, rec: Received) -> web.StreamResponse:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        headers = {"x-amzn-requestid": str(uuid.uuid4())}
+        if rec.action == "converse":
+            return web.Response(body=orjson.dumps(self.converse()), content_type="application/json",
+                                headers=headers)
+        frames, failure = self.frames(), b""
+        if self.cut_after is not None:
+            frames, tail = frames[:self.cut_after], frames[self.cut_after]
+            failure = tail[: len(tail) // 2] if self.mid_frame else b""
+        elif self.exception_after is not None:
+            name, message = self.exception
+            frames = frames[:self.exception_after]
+            failure = exception_frame(name, orjson.dumps({"message": message}))
+        resp = web.StreamResponse(headers={**headers, "content-type": EVENTSTREAM})
+        await resp.prepare(request)
+        data = b"".join(frames)
+        for i in range(0, len(data), self.split):
+            await resp.write(data[i:i + self.split])
+        if self.pause_s:
+            await asyncio.sleep(self.pause_s)
+        if failure:
+            await resp.write(failure)
+        if self.cut_after is not None and self.abort:
+            assert request.transport is not None
+            request.transport.close()
+            return resp
+        await resp.write_eof()
+        return resp
+
+
+@dataclass
+class Fail:
+    """A Bedrock error: `x-amzn-errortype` plus `{"message"}` (the coral suffix included, as AWS sends it)."""
+
+    status: int
+    error_type: str
+    message: str = "Something went wrong."
+    retry_after: str | None = None
+
+    async def __call__(self, fake: FakeBedrock, request: web.Request, rec: Received) -> web.Response:
+        return error(self.status, self.error_type, self.message, self.retry_after)
+
+
+@dataclass
+class Drop:
+    """Close the connection before sending any header."""
+
+    async def __call__(self, fake: FakeBedrock, request: web.Request, rec: Received) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()
+        await asyncio.sleep(10)  # cancelled when the server notices the closed connection
+        raise AssertionError("Drop: the handler was not cancelled")
+
+
+@dataclass
+class Embedding:
+    """InvokeModel embeddings: Titan (one `embedding`) or Cohere (`embeddings`), by model id."""
+
+    dims: int = 4
+    tokens: int = 6
+
+    async def __call__(self, fake: FakeBedrock, request: web.Request, rec: Received) -> web.Response:
+        body = rec.body
+        if "titan-embed" in rec.model_id:
+            dims = body.get("dimensions") or self.dims
+            out: dict = {"embedding": [round(0.01 * (d + 1), 4) for d in range(dims)],
+                         "inputTextTokenCount": self.tokens}
+        else:
+            vectors = [[round(0.1 * (i + 1) + 0.01 * d, 4) for d in range(self.dims)]
+                       for i, _ in enumerate(body["texts"])]
+            by_type = bool(body.get("embedding_types"))
+            out = {"id": str(uuid.uuid4()), "texts": body["texts"],
+                   "embeddings": {"float": vectors} if by_type else vectors,
+                   "response_type": "embeddings_by_type" if by_type else "embeddings_floats"}
+        return web.Response(body=orjson.dumps(out), content_type="application/json",
+                            headers={"x-amzn-bedrock-input-token-count": str(self.tokens)})
+
+
+def error(status: int, error_type: str, message: str, retry_after: str | None = None) -> web.Response:
+    headers = {"x-amzn-errortype": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+               "x-amzn-requestid": str(uuid.uuid4())}
+    if retry_after is not None:
+        headers["retry-after"] = retry_after
+    return web.Response(status=status, body=orjson.dumps({"message": message}), content_type="application/json",
+                        headers=headers)
+
+
+# -- the server -----------------------------------------------------------------------------------
+class FakeBedrock:
+    """The scripted server: `await fake.start()`, point a provider at `fake.provider()`, `await fake.close()`."""
+
+    def __init__(self, api_key: str | None = API_KEY, aws: AwsCreds | None = None) -> None:
+        self.api_key = api_key
+        self.aws = aws
+        self.url = ""
+        self.requests: list[Received] = []
+        self.problems: list[str] = []  # validation failures of received bodies
+        self.sigv4_verified = 0  # requests whose SigV4 signature was recomputed and matched
+        self._queues: dict[tuple[str, str], deque] = defaultdict(deque)
+        self._server: TestServer | None = None
+
+    async def start(self) -> FakeBedrock:
+        app = web.Application()
+        app.router.add_post("/model/{model_id:.+}/{action:converse|converse-stream|invoke}", self._handle)
+        self._server = TestServer(app, host="127.0.0.1", port=0)
+        await self._server.start_server()
+        self.url = str(self._server.make_url("")).rstrip("/")
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.close()
+
+    def provider(self, **overrides: Any) -> dict:
+        """Router config of a `bedrock` provider served here (Bearer key, no retries by default)."""
+        config: dict = {"type": "bedrock", "base_url": self.url, "region": REGION, "max_retries": 0}
+        if self.api_key:
+            config["keys"] = [{"value": self.api_key}]
+        return config | overrides
+
+    def queue(self, model_id: str, *behaviours: Any, action: str = "chat") -> None:
+        """Answer the next `chat` (converse or converse-stream) or `invoke` requests for `model_id`."""
+        self._queues[(model_id, action)].extend(behaviours)
+
+    def calls(self, action: str | None = None) -> list[Received]:
+        return [r for r in self.requests if action is None or r.action == action
+                or (action == "chat" and r.action.startswith("converse"))]
+
+    # -- request handling -------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        model_id, action = request.match_info["model_id"], request.match_info["action"]
+        raw = await request.read()
+        try:
+            body: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = raw
+        rec = Received(model_id, action, request.raw_path, dict(request.headers), body)
+        self.requests.append(rec)
+        denied = self._check_auth(request, raw)
+        if denied is not None:
+            return denied
+        if isinstance(body, bytes):
+            return error(400, "SerializationException", "Failed to parse the request body as JSON.")
+        if request.headers.get("content-type", "").split(";")[0] != "application/json":
+            return error(400, "ValidationException", "content-type must be application/json")
+        if action == "invoke":
+            problems = embed_problems(body, model_id)
+        else:
+            problems = converse_problems(body, model_id, stream=action == "converse-stream")
+        if problems:
+            self.problems.extend(problems)
+            return error(400, "ValidationException", "; ".join(problems))
+        queue = self._queues[(model_id, "invoke" if action == "invoke" else "chat")]
+        behaviour = queue.popleft() if queue else (Embedding() if action == "invoke" else Reply())
+        return await behaviour(self, request, rec)
+
+    def _check_auth(self, request: web.Request, body: bytes) -> web.Response | None:
+        auth = request.headers.get("authorization", "")
+        if auth.startswith("Bearer "):
+            if self.api_key and auth == f"Bearer {self.api_key}":
+                return None
+            return error(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+        if self.aws is None or not auth.startswith("AWS4-HMAC-SHA256 "):
+            return error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+        problem = self._sigv4_problem(request, body)
+        if problem:
+            self.problems.append(f"sigv4: {problem}")
+            return error(403, "InvalidSignatureException", f"The request signature we calculated does not match "
+                         f"the signature you provided ({problem}).")
+        self.sigv4_verified += 1
+        return None
+
+    def _sigv4_problem(self, request: web.Request, body: bytes) -> str | None:
+        assert self.aws is not None
+        match = _SIGV4_RE.fullmatch(request.headers["authorization"])
+        if not match:
+            return "malformed Authorization header"
+        key_id, date, region, service, signed, signature = match.groups()
+        amz_date = request.headers.get("x-amz-date", "")
+        if key_id != self.aws.access_key:
+            return "unknown access key"
+        if (region, service) != (REGION, "bedrock") or not amz_date.startswith(date):
+            return f"wrong credential scope {date}/{region}/{service}"
+        try:
+            sent = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        except ValueError:
+            return "x-amz-date is not an ISO 8601 basic timestamp"
+        if abs((dt.datetime.now(dt.UTC) - sent).total_seconds()) > 300:
+            return "signature expired"
+        names = signed.split(";")
+        required = {"host", "x-amz-date", "content-type"} | ({"x-amz-security-token"} if self.aws.token else set())
+        if not required <= set(names) or names != sorted(names):
+            return f"SignedHeaders {signed} must be sorted and include {sorted(required)}"
+        if self.aws.token and request.headers.get("x-amz-security-token") != self.aws.token:
+            return "wrong security token"
+        if any(n not in request.headers for n in names):
+            return "a signed header was not sent"
+        host = request.headers["host"]
+        aws_request = AWSRequest(method=request.method, url=f"http://{host}{request.raw_path}", data=body,
+                                 headers={n: request.headers[n] for n in names})
+        aws_request.context["timestamp"] = amz_date
+        signer = SigV4Auth(Credentials(self.aws.access_key, self.aws.secret_key, self.aws.token), "bedrock", REGION)
+        expected = signer.signature(signer.string_to_sign(aws_request, signer.canonical_request(aws_request)),
+                                    aws_request)
+        return None if expected == signature else "signature mismatch"
