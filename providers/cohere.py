@@ -366,7 +366,9 @@ def cohere_usage(usage: Mapping[str, Any]) -> dict:
     result: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
                               "total_tokens": prompt + completion}
     if usage.get("cached_tokens") is not None:
-        result["prompt_tokens_details"] = {"cached_tokens": int(usage["cached_tokens"])}
+        # Cohere counts cached raw tokens, which can exceed the billed input; OpenAI's cached_tokens
+        # is a part of prompt_tokens, so it is capped there (else pricing would bill tokens twice).
+        result["prompt_tokens_details"] = {"cached_tokens": min(int(usage["cached_tokens"]), prompt)}
     return result
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import struct
 import time
 
 import orjson
@@ -35,8 +37,18 @@ async def embeddings(request: web.Request) -> web.Response:
         result, raw = await gw.chain.complete(targets, call, build, parse)
     except ChainFailed as failed:
         return chain_failed(gw, call, failed)
+    if body.get("encoding_format") == "base64":
+        _to_base64(result)
     if gw.extra_fields_enabled:
         result["extra_fields"] = extra_fields.full(
             call, billed=billed_usage(gw.pricer, call.target, result.get("usage")),
             raw=orjson.loads(raw) if call.wants_raw else None)
     return web.Response(body=orjson.dumps(result), content_type="application/json")
+
+
+def _to_base64(result: dict) -> None:
+    """Vendors without base64 output return floats: encode them as OpenAI does (float32, little-endian)."""
+    for item in result.get("data") or ():
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(vector, list):
+            item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
