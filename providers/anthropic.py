@@ -12,7 +12,7 @@ Conventions a client can rely on:
   (`[{type: "thinking", thinking, signature} | {type: "redacted_thinking", data}]`, LiteLLM's
   shape). Send the assistant message back with `thinking_blocks` and they are replayed first in
   that turn, so multi-turn tool use with thinking on works. Streams send `reasoning_content` deltas
-  and one `thinking_blocks: [block]` delta per completed block (append them in order).
+  and, just before the finish chunk, one `thinking_blocks` delta with every block of the message.
   `reasoning_effort` maps to `thinking: {type: enabled, budget_tokens}` (or, with
   `options.thinking_mode: adaptive`, to adaptive thinking plus `output_config.effort`); an
   Anthropic-shaped `thinking` member in the request is used as is.

@@ -10,8 +10,10 @@ mid-stream. We route on the JSON `type` (identical to the event name) and emit:
 * `content` deltas for text, `reasoning_content` deltas for thinking;
 * `tool_calls` deltas whose `index` counts tool_use blocks in order (not Anthropic's block index):
   the first fragment carries id/type/name and `arguments: ""`, later ones argument pieces;
-* a `thinking_blocks: [block]` delta when a thinking block closes (with its signature) or a
-  redacted block opens, so a client can replay them exactly (see `anthropic_request`);
+* one `thinking_blocks` delta holding every thinking and redacted block of the message, signatures
+  included, just before the finish chunk, so a client can replay them exactly (see
+  `anthropic_request`). Sent once and whole because the openai SDK's stream accumulator
+  (`client.chat.completions.stream`) cannot merge a second list delta without `index` members;
 * the finish chunk at `message_delta`, and a usage chunk with `choices: []` at `message_stop`
   (always, whatever `stream_options` said: the router needs it for accounting and may drop it).
 
@@ -133,7 +135,7 @@ class AnthropicStream(StreamTranslator):
     """Stateful translator of one Anthropic stream (fed raw bytes, returns OpenAI chunks)."""
 
     __slots__ = ("_blocks", "_created", "_decoder", "_finished", "_id", "_json_tool", "_model",
-                 "_provider", "_started", "_stopped", "_tools", "_usage")
+                 "_provider", "_started", "_stopped", "_thinking_blocks", "_tools", "_usage")
 
     def __init__(self, provider: str, model: str) -> None:
         self._provider = provider
@@ -142,6 +144,7 @@ class AnthropicStream(StreamTranslator):
         self._id = "chatcmpl-anthropic"
         self._created = int(time.time())
         self._blocks: dict[int, _Block] = {}
+        self._thinking_blocks: list[dict] = []  # sent whole with the finish (see module doc)
         self._tools = 0
         self._json_tool = False
         self._usage: dict[str, Any] = {}
@@ -217,8 +220,7 @@ class AnthropicStream(StreamTranslator):
             state.thinking.append(block["thinking"])
             chunks.append(self._chunk({"reasoning_content": block["thinking"]}))
         elif state.kind == "redacted_thinking":
-            chunks.append(self._chunk({"thinking_blocks": [{"type": "redacted_thinking",
-                                                            "data": block.get("data", "")}]}))
+            self._thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data", "")})
         elif state.kind == "tool_use":
             state.input = block.get("input")
             name = block.get("name") or ""
@@ -257,9 +259,8 @@ class AnthropicStream(StreamTranslator):
         if state is None:
             return
         if state.kind == "thinking":
-            chunks.append(self._chunk({"thinking_blocks": [{
-                "type": "thinking", "thinking": "".join(state.thinking),
-                "signature": "".join(state.signature)}]}))
+            self._thinking_blocks.append({"type": "thinking", "thinking": "".join(state.thinking),
+                                          "signature": "".join(state.signature)})
         elif state.kind == "tool_use" and not state.args_sent and state.input:
             # input given whole in content_block_start and never streamed
             arguments = orjson.dumps(state.input).decode()
@@ -276,6 +277,7 @@ class AnthropicStream(StreamTranslator):
         delta = event.get("delta") or {}
         if "stop_reason" in delta and not self._finished:
             self._finished = True
+            self._flush_thinking(chunks)
             out: dict[str, Any] = {}
             details = delta.get("stop_details")
             if delta.get("stop_reason") == "refusal" and isinstance(details, dict) and details.get("explanation"):
@@ -286,11 +288,17 @@ class AnthropicStream(StreamTranslator):
         self._start(chunks)
         if not self._finished:
             self._finished = True
+            self._flush_thinking(chunks)
             chunks.append(self._chunk({}, "stop"))
         self._stopped = True
         if self._usage:  # none reported: no made-up zeros, so the router estimates instead
             chunks.append({"id": self._id, "object": "chat.completion.chunk", "created": self._created,
                            "model": self._model, "choices": [], "usage": openai_usage(self._usage)})
+
+    def _flush_thinking(self, chunks: list[dict]) -> None:
+        if self._thinking_blocks:
+            chunks.append(self._chunk({"thinking_blocks": self._thinking_blocks}))
+            self._thinking_blocks = []
 
     def _on_error(self, event: dict, chunks: list[dict]) -> None:
         raise classify_error(self._provider, event.get("error"))

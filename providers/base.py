@@ -122,7 +122,8 @@ class Provider:
         raise UpstreamError(ErrorKind.UNSUPPORTED, f"provider '{self.name}' does not serve embeddings",
                             param="model", code="unsupported_endpoint")
 
-    def embeddings_response(self, body: bytes, model: str) -> dict:
+    def embeddings_response(self, body: bytes, model: str, headers: Mapping[str, str] | None = None) -> dict:
+        """`headers` are the vendor's response headers (some report token counts only there)."""
         raise NotImplementedError
 
     # -- errors -----------------------------------------------------------------------------

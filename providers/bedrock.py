@@ -206,7 +206,7 @@ class BedrockProvider(Provider):
     def chat_stream(self, model: str) -> StreamTranslator:
         return BedrockStream(self.name, model)
 
-    def embeddings_response(self, body: bytes, model: str) -> dict:
+    def embeddings_response(self, body: bytes, model: str, headers: Mapping[str, str] | None = None) -> dict:
         data = load_json(self.name, body)
         if not isinstance(data, dict):
             raise invalid_response(self.name, "expected a JSON object")
@@ -226,6 +226,8 @@ class BedrockProvider(Provider):
             vectors = embeddings
             billed = (data.get("meta") or {}).get("billed_units") or {}
             tokens = int(billed.get("input_tokens") or 0)
+        if not tokens and headers:  # Bedrock reports InvokeModel token counts in a header
+            tokens = int(_header(headers, "x-amzn-bedrock-input-token-count") or 0)
         return {"object": "list", "model": model,
                 "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -151,7 +151,7 @@ class CohereProvider(Provider):
     def chat_stream(self, model: str) -> StreamTranslator:
         return CohereStream(self.name, model)
 
-    def embeddings_response(self, body: bytes, model: str) -> dict:
+    def embeddings_response(self, body: bytes, model: str, headers: Mapping[str, str] | None = None) -> dict:
         data = load_json(self.name, body)
         embeddings = data.get("embeddings") if isinstance(data, dict) else None
         if isinstance(embeddings, dict):

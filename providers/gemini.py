@@ -163,7 +163,7 @@ class GeminiProvider(Provider):
     def chat_stream(self, model: str) -> StreamTranslator:
         return GeminiStream(self.name, model, int(time.time()))
 
-    def embeddings_response(self, body: bytes, model: str) -> dict:
+    def embeddings_response(self, body: bytes, model: str, headers: Mapping[str, str] | None = None) -> dict:
         data = load_json(self.name, body)
         if isinstance(data, dict) and data.get("error"):
             raise error_from_google(self.name, data["error"])

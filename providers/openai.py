@@ -8,6 +8,7 @@ chat completion, an error event mid-stream and a stream cut short are all failur
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -109,7 +110,7 @@ class OpenAIProvider(Provider):
     def chat_stream(self, model: str) -> StreamTranslator:
         return OpenAIStream(self.name)
 
-    def embeddings_response(self, body: bytes, model: str) -> dict:
+    def embeddings_response(self, body: bytes, model: str, headers: Mapping[str, str] | None = None) -> dict:
         data = load_json(self.name, body)
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise invalid_response(self.name, "missing 'data'")

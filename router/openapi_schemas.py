@@ -60,12 +60,13 @@ FALLBACKS = optional("array", "Models tried in order after the primary and after
                               "`fallbacks`, on 429, 5xx, timeouts and connection errors (never on a caller "
                               "error). Removed before the request reaches a vendor.",
                      items=typed("string", minLength=1), maxItems=10,
-                     examples=[["anthropic/claude-haiku-4-5", "demo/echo"]])
+                     examples=[["fast", "demo/echo"]])
 
 USER = optional("string", "End-user identifier, passed through.")
 
 CHAT_PASSTHROUGH = ("Every other OpenAI Chat Completions parameter (`modalities`, `audio`, `prediction`, "
-                    "`verbosity`, `web_search_options`, ...) is passed through to the vendor or translated.")
+                    "`verbosity`, `web_search_options`, ...) is passed through to the vendor or translated. "
+                    "Integer parameters must be JSON integers: `1.0` is a 400, as at OpenAI.")
 
 
 def _content_part() -> Schema:
@@ -79,9 +80,9 @@ def _message() -> Schema:
             "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool", "function"]},
             "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": ref("ContentPart")},
                                   {"type": "null"}]},
-            "name": typed("string", "Participant name, passed through."),
-            "tool_call_id": typed("string", "Required when `role` is `tool`."),
-            "tool_calls": optional("array", "Tool calls an assistant turn made.", items=ref("ToolCall")),
+            "name": {"description": "Participant name, passed through."},
+            "tool_call_id": {"description": "A string; required when `role` is `tool`."},
+            "tool_calls": optional("array", "Tool calls an assistant turn made, passed through."),
         }, ("role",), description="A chat message; unknown members are passed through."),
         "if": {"properties": {"role": {"const": "tool"}}, "required": ["role"]},
         "then": {"properties": {"tool_call_id": {"type": "string"}}, "required": ["tool_call_id"]},
@@ -90,10 +91,10 @@ def _message() -> Schema:
 
 def _tool() -> Schema:
     return {
-        **obj({"type": typed("string", "`function`, or a vendor-specific tool type passed through."),
-               "function": obj({"name": typed("string"), "description": typed("string"),
-                                "parameters": typed("object", "JSON Schema of the arguments.")}, ("name",))},
-              description="A tool the model may call."),
+        **obj({"type": {"description": "`function`, or a vendor-specific tool type passed through."},
+               "function": {"description": "`{name, description, parameters}`; `name` (a string) is required "
+                                           "when `type` is `function`."}},
+              description="A tool the model may call; only a function tool's name is checked."),
         "if": {"properties": {"type": {"const": "function"}}, "required": ["type"]},
         "then": {"properties": {"function": {"type": "object", "properties": {"name": {"type": "string"}},
                                              "required": ["name"]}},
@@ -104,8 +105,8 @@ def _tool() -> Schema:
 def _response_format() -> Schema:
     return {
         **obj({"type": {"type": "string", "enum": ["text", "json_object", "json_schema"]},
-               "json_schema": obj({"name": typed("string"), "schema": typed("object"), "strict": typed("boolean")},
-                                  description="Required when `type` is `json_schema`.")},
+               "json_schema": {"description": "`{name, schema, strict}`; an object, required when `type` is "
+                                              "`json_schema`."}},
               ("type",)),
         "if": {"properties": {"type": {"const": "json_schema"}}, "required": ["type"]},
         "then": {"properties": {"json_schema": {"type": "object"}}, "required": ["json_schema"]},
@@ -281,25 +282,51 @@ def _extra_fields() -> Schema:
         description="Per-response routing metadata. Removed entirely with `server.extra_fields: false`.")
 
 
-def _error() -> Schema:
-    detail = obj({
+def _error_detail() -> Schema:
+    return obj({
         "message": typed("string"),
         "type": typed("string", examples=["invalid_request_error", "rate_limit_error", "upstream_error"]),
         "param": typed(["string", "null"], "The offending request member, e.g. `messages[0].role`."),
         "code": typed(["string", "null"], examples=["model_not_found", "invalid_type", "request_too_large"]),
     }, ("message", "type", "param", "code"))
-    return obj({"error": detail, "extra_fields": ref("ExtraFields")}, ("error",),
+
+
+def _error() -> Schema:
+    return obj({"error": ref("ErrorDetail"), "extra_fields": ref("ExtraFields")}, ("error",),
                description="OpenAI-shaped error; `extra_fields` carries the attempt trail of proxied requests.")
+
+
+def _stream_error() -> Schema:
+    return obj({"error": ref("ErrorDetail"), "extra_fields": ref("ExtraFields")}, ("error",),
+               description="The last event of a stream that failed after its first chunk (no `[DONE]` follows).")
 
 
 def _health() -> Schema:
     return obj({"status": const("ok")}, ("status",))
 
 
+def _deployment_health() -> Schema:
+    return obj({
+        "deployment": typed(["string", "null"], "`provider/model`; `null` for a key in cool-down."),
+        "key": typed("string", "A key id (never the key itself)."),
+        "state": {"type": "string", "enum": ["closed", "open", "half_open", "key_cooldown"]},
+        "cooldown_remaining_s": typed("number", minimum=0),
+        "successes": typed("integer", minimum=0),
+        "errors": typed("integer", minimum=0),
+        "last_error": typed(["string", "null"]),
+        "ttfb_ewma_ms": typed(["number", "null"], "Smoothed time to first byte."),
+        "in_flight": typed("integer", minimum=0),
+    }, ("deployment", "key", "state", "cooldown_remaining_s"),
+        description="Circuit-breaker state of one deployment as this worker sees it.")
+
+
 def _readiness() -> Schema:
     names = typed("array", items=typed("string"))
     checks = obj({"config": {"type": "string", "enum": ["ok", "starting"]}, "providers": names,
-                  "disabled_providers": names}, ("config", "providers", "disabled_providers"))
+                  "disabled_providers": names,
+                  "deployments": typed("array", "An open breaker does not make the router unready.",
+                                       items=_deployment_health())},
+                 ("config", "providers", "disabled_providers"))
     return obj({"status": {"type": "string", "enum": ["ready", "not_ready"]}, "checks": checks},
                ("status", "checks"))
 
@@ -331,6 +358,8 @@ SCHEMAS: dict[str, Schema] = {
     "BilledUsage": _billed_usage(),
     "Attempt": _attempt(),
     "Error": _error(),
+    "ErrorDetail": _error_detail(),
+    "StreamErrorEvent": _stream_error(),
     "Health": _health(),
     "Readiness": _readiness(),
 }

@@ -86,7 +86,7 @@ def validate_chat(body: dict[str, Any]) -> tuple[str, list[str] | None]:
         if not isinstance(msg, dict):
             raise _bad(where, f"'{where}' must be an object")
         role = msg.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise _bad(f"{where}.role", f"'{where}.role' must be one of {sorted(_ROLES)}")
         content = msg.get("content")
         if content is not None and not isinstance(content, str | list):

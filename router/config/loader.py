@@ -52,10 +52,12 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> L
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: cannot read config: not UTF-8 text (byte {exc.start})"]) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
+        raise ConfigError([f"{path}: invalid YAML: {_yaml_problem(exc)}"]) from None
     loaded = parse_config(raw if raw is not None else {}, environ)
     return LoadedConfig(loaded.config, loaded.warnings, loaded.disabled, str(path))
 
@@ -125,6 +127,15 @@ def _check_ref(ref: str, where: str, config: Config, *, allow_alias: bool) -> li
         return []
     expected = "'provider/model' with a configured provider" + (" or an alias" if allow_alias else "")
     return [f"{where}: '{ref}' is not {expected}"]
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: what is wrong and where."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"{exc.context + ': ' if exc.context else ''}{exc.problem}{where}"
+    return " ".join(str(exc).split())
 
 
 def _format(err: Mapping) -> str:

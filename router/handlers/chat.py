@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -41,7 +42,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     def build(target: Target, key: str | None):
         return target.runtime.provider.chat_request(send_body, target.model, key, False)
 
-    def parse(target: Target, raw: bytes) -> dict:
+    def parse(target: Target, raw: bytes, headers: Mapping[str, str]) -> dict:
         return target.runtime.provider.chat_response(raw, target.model)
 
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 import time
+from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
@@ -30,8 +31,8 @@ async def embeddings(request: web.Request) -> web.Response:
     def build(target: Target, key: str | None):
         return target.runtime.provider.embeddings_request(vendor_body, target.model, key)
 
-    def parse(target: Target, raw: bytes) -> dict:
-        return target.runtime.provider.embeddings_response(raw, target.model)
+    def parse(target: Target, raw: bytes, headers: Mapping[str, str]) -> dict:
+        return target.runtime.provider.embeddings_response(raw, target.model, headers)
 
     try:
         result, raw = await gw.chain.complete(targets, call, build, parse)

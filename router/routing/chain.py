@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from providers import ErrorKind, HttpRequest, StreamTranslator, UpstreamError
@@ -145,7 +145,7 @@ class OpenStream:
 
 
 BuildRequest = Callable[[Target, str | None], HttpRequest]
-ParseBody = Callable[[Target, bytes], dict]
+ParseBody = Callable[[Target, bytes, Mapping[str, str]], dict]
 # One exchange with one deployment: returns (value, time to first byte/content in ms).
 AttemptFn = Callable[[Target, KeySlot], Awaitable[tuple[Any, float]]]
 
@@ -194,7 +194,7 @@ class Chain:
             if resp.status >= 300:
                 raise runtime.provider.error(resp.status, resp.headers, body)
             try:
-                return (parse(target, body), body), ttfb
+                return (parse(target, body, resp.headers), body), ttfb
             except UpstreamError as err:
                 err.upstream_status = err.upstream_status or resp.status
                 raise
@@ -288,7 +288,8 @@ class Chain:
         try:
             slots = runtime.key_slots(target.model)
         except UpstreamError as err:
-            call.record(target, time.perf_counter(), 0, err.message)
+            if not force:  # the forced second walk meets it again: one entry in the trail is enough
+                call.record(target, time.perf_counter(), 0, err.message)
             state.best = _more_relevant(state.best, err)
             return _FAILED
         tried: set[str] = set()

@@ -11,12 +11,17 @@ ran to the end. A "refused" upstream is not served here: use a free port nobody 
 
 Behaviours:
   Reply(...)            success; JSON, or an SSE stream when the request says `stream: true`
-                        (`cut_after` / `error_after` / `chunk_delay_s` shape the stream)
-  Fail(status, ...)     an OpenAI error body with that status (+ optional Retry-After)
+                        (`cut_after` / `error_after` / `malformed_after` / `stall_after` /
+                        `chunk_delay_s` shape the stream; `delay_s` stalls before the headers)
+  Fail(status, ...)     an OpenAI error body with that status (+ optional Retry-After,
+                        retry-after-ms, extra headers); `Fail(200)` is a 200 whose body is an error
   Html(status)          an HTML error page
   Truncated()           200 with a JSON body cut in half (the transfer itself is complete)
   Drop()                the connection closes before any response header
+  Gate(open, then)      waits until the event `open` is set, then answers with `then`
   Embeddings(...)       an embeddings list (float or base64, as the request asks)
+
+`fake.aborts` lists the upstream of every behaviour cut short by the router hanging up.
 """
 
 from __future__ import annotations
@@ -101,7 +106,9 @@ class Reply:
     In a stream, `text` is sent in `pieces` (default: split on spaces, keeping them), each tool call's
     arguments in `arg_pieces` fragments. `cut_after=N` stops after N `data:` events with no finish
     reason and no [DONE] (`abort=True` closes the socket mid-body, else the body ends cleanly);
-    `error_after=N` sends an OpenAI error event after N events and ends.
+    `error_after=N` sends an OpenAI error event after N events and ends; `malformed_after=N` sends a
+    `data:` line that is not JSON after N events, then the rest; `stall_after=N` goes silent for
+    `stall_s` after N events, then sends the rest.
     """
 
     text: str | None = "Hello from the fake."
@@ -117,6 +124,9 @@ class Reply:
     cut_after: int | None = None
     abort: bool = True
     error_after: int | None = None
+    malformed_after: int | None = None
+    stall_after: int | None = None
+    stall_s: float = 0.0
     error: dict = field(default_factory=lambda: {"message": "The server had an error while processing your request.",
                                                  "type": "server_error", "param": None, "code": None})
 
@@ -179,9 +189,13 @@ class Reply:
             events, tail = events[:self.cut_after], []
         elif self.error_after is not None:
             events, tail = events[:self.error_after], [_dumps({"error": self.error})]
+        if self.malformed_after is not None:
+            events.insert(self.malformed_after, MALFORMED_EVENT)
         resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
         await resp.prepare(request)
-        for event in [*events, *tail]:
+        for i, event in enumerate([*events, *tail]):
+            if i == self.stall_after:
+                await asyncio.sleep(self.stall_s)
             await resp.write(event)
             if self.chunk_delay_s:
                 await asyncio.sleep(self.chunk_delay_s)
@@ -191,6 +205,9 @@ class Reply:
             return resp
         await resp.write_eof()
         return resp
+
+
+MALFORMED_EVENT = b'data: {"id": "chatcmpl-fake123", "choices": [{"delta": {"content": "oops\n\n'
 
 
 def _split(text: str) -> list[str]:
@@ -213,12 +230,18 @@ class Fail:
     code: str | None = None
     param: str | None = None
     retry_after: str | None = None
+    retry_after_ms: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
     async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.Response:
         etype = self.type or ("invalid_request_error" if self.status < 500 else "server_error")
         if self.status == 429 and self.type is None:
             etype = "requests"
-        headers = {"retry-after": self.retry_after} if self.retry_after is not None else None
+        headers = dict(self.headers)
+        if self.retry_after is not None:
+            headers["retry-after"] = self.retry_after
+        if self.retry_after_ms is not None:
+            headers["retry-after-ms"] = self.retry_after_ms
         error = {"message": self.message, "type": etype, "param": self.param, "code": self.code}
         return web.Response(status=self.status, body=orjson.dumps({"error": error}),
                             content_type="application/json", headers=headers)
@@ -258,6 +281,20 @@ class Drop:
 
 
 @dataclass
+class Gate:
+    """Hold the request (no header sent) until `open` is set, then answer with `then`."""
+
+    open: asyncio.Event
+    then: Any = field(default_factory=Reply)
+    timeout_s: float = 10.0
+
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.StreamResponse:
+        async with asyncio.timeout(self.timeout_s):
+            await self.open.wait()
+        return await self.then(fake, request, body)
+
+
+@dataclass
 class Embeddings:
     dims: int = 4
 
@@ -284,6 +321,7 @@ class FakeOpenAI:
         self.requests: list[Received] = []
         self.aborted = asyncio.Event()  # set when the router hangs up while a behaviour is still answering
         self.completed = 0  # behaviours that ran to the end
+        self.aborts: list[str] = []  # the upstream of each behaviour cut short by a hang-up
         self._queues: dict[tuple[str, str], deque] = defaultdict(deque)
 
     def app(self) -> web.Application:
@@ -328,6 +366,7 @@ class FakeOpenAI:
         try:
             resp = await behaviour(self, request, body)
         except (asyncio.CancelledError, ConnectionError):
+            self.aborts.append(upstream)
             self.aborted.set()
             raise
         self.completed += 1

@@ -366,8 +366,6 @@ async def test_embeddings_titan_single_and_cohere_batch(client, bedrock):
     assert info.value.param == "input" and len(bedrock.calls("invoke")) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="router: embeddings_response() never sees response headers, so Bedrock's "
-                                       "x-amzn-bedrock-input-token-count is lost and Cohere-on-Bedrock bills 0 tokens")
 async def test_cohere_on_bedrock_embeddings_bill_the_header_token_count(client, bedrock):
     bedrock.queue(COHERE_EMBED, Embedding(tokens=7), action="invoke")
     resp = await client.embeddings.create(model=f"bedrock/{COHERE_EMBED}", input=["a", "b"])

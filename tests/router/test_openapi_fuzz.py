@@ -1,0 +1,192 @@
+"""Schemathesis fuzzing of the router, from its own `/openapi.json`, on the built-in mock provider.
+
+The router runs with `router.app.build_app` on a free loopback port in a background event loop and
+schemathesis sends it cases generated from `router.openapi_spec.SPEC` (what `/openapi.json` serves).
+Checks: no 5xx except the documented 502/504, status codes, content types, headers and bodies as
+documented (every SSE event too), every error body OpenAI-shaped, and bodies the schema calls invalid
+rejected with a 4xx. Deterministic (fixed seed, derandomized) and bounded (~30 fuzzed cases per
+operation plus the examples and coverage phases; ~15 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import schemathesis
+from aiohttp import web
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from router.app import build_app
+from router.config import parse_config
+from router.openapi_spec import SPEC
+
+MAX_EXAMPLES = 30
+CONFIG = {
+    "providers": {"demo": {"type": "mock", "models": ["echo", "lorem"], "max_retries": 0}},
+    "models": {"fast": "demo/echo"},
+}
+# Model names that reach the mock: served, and each documented upstream failure (502, 504, 429).
+ROUTED_MODELS = ["demo/echo", "fast", "echo", "demo/lorem", "demo/fail-503", "demo/fail-504", "demo/fail-429",
+                 "demo/drop", "demo/fail-400"]
+LOREM_MAX_TOKENS = 256  # the mock writes exactly max_tokens of lorem; keep it small
+
+
+class RouterThread:
+    """The router on 127.0.0.1:<free port>, in its own event loop on a daemon thread."""
+
+    def __init__(self, config: dict) -> None:
+        self._config = config
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="router", daemon=True)
+        self.port = 0
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._ready.set()
+        finally:
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        runner = web.AppRunner(build_app(parse_config(self._config)), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = runner.addresses[0][1]
+            self._ready.set()
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(timeout=15):
+            raise RuntimeError("router did not start within 15 s")
+        if self._error is not None:
+            raise RuntimeError("router failed to start") from self._error
+
+    def stop(self) -> None:
+        if self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=15)
+        assert not self._thread.is_alive(), "router thread did not stop within 15 s"
+
+
+@pytest.fixture(scope="module")
+def router_url() -> Iterator[str]:
+    server = RouterThread(CONFIG)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def _schemathesis_config() -> schemathesis.Config:
+    return schemathesis.Config.from_dict({
+        "seed": 20240601,
+        "max-stream-events": 100_000,  # read every stream to its end: the check needs the last event
+        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "mode": "all"},
+        "phases": {"stateful": {"enabled": False}},
+        "checks": {
+            "not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "502", "504"]},
+            # A schema-valid body may still be refused by the vendor (a tool_choice naming no tool, ...).
+            "positive_data_acceptance": {"enabled": False},
+        },
+    })
+
+
+# The document under test is the one `GET /openapi.json` serves (tests/router/test_openapi_spec.py
+# checks that the two are equal); loading it here lets pytest collect one test per operation.
+schema = schemathesis.openapi.from_dict(SPEC, config=_schemathesis_config())
+
+
+@schema.hook
+def flatmap_body(context, body):
+    """Point generated requests at models the mock serves (and make some chat requests streams).
+
+    Only a schema-valid `model` is replaced and only a boolean or absent `stream` is set, so a case
+    generated to be invalid stays invalid.
+    """
+    if not (isinstance(body, dict) and isinstance(body.get("model"), str) and body["model"].strip()):
+        return st.just(body)  # a missing or invalid model is what this case is testing
+    models = st.sampled_from([*ROUTED_MODELS, None])
+    chat = context.operation is not None and context.operation.path.endswith("/chat/completions")
+    streams = st.sampled_from([None, True]) if chat and body.get("stream") in (None, True, False) else st.none()
+    fallbacks = body.get("fallbacks")
+    if isinstance(fallbacks, list) and 0 < len(fallbacks) <= 10 and all(isinstance(f, str) and f for f in fallbacks):
+        chains = st.lists(st.sampled_from(ROUTED_MODELS), min_size=len(fallbacks), max_size=len(fallbacks))
+    else:
+        chains = st.none()
+    return st.tuples(models, streams, chains).map(lambda pick: _with_model(body, *pick))
+
+
+def _with_model(body: dict, model: str | None, stream: bool | None, fallbacks: list[str] | None) -> dict:
+    body = dict(body)
+    if stream is not None:
+        body["stream"] = stream
+    if fallbacks is not None:
+        body["fallbacks"] = fallbacks
+    if model == "demo/lorem":
+        caps = [body.get(k) for k in ("max_tokens", "max_completion_tokens")]
+        if any(isinstance(c, int) and c > LOREM_MAX_TOKENS for c in caps):
+            model = "demo/echo"
+    if model is not None:
+        body["model"] = model
+    return body
+
+
+_SCHEMAS = {name: Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": SPEC["components"]})
+            for name in ("Error", "ChatCompletionChunk", "StreamErrorEvent")}
+
+
+def _openai_error_shape(ctx, response, case) -> bool | None:
+    """Every 4xx/5xx is `{"error": {message, type, param, code}, "extra_fields"?}`, never a traceback."""
+    text = response.text
+    assert "Traceback" not in text
+    if response.status_code < 400:
+        return None
+    body = orjson.loads(response.content)
+    errors = sorted(_SCHEMAS["Error"].iter_errors(body), key=str)
+    assert not errors, f"error body is not OpenAI-shaped: {errors[0].message}"
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return True
+
+
+def _sse_events(ctx, response, case) -> bool | None:
+    """A 200 stream: chunks as documented, routing head first, full extra_fields last, then [DONE]."""
+    if not response.headers.get("content-type", [""])[0].startswith("text/event-stream"):
+        return None
+    events = [block.removeprefix("data: ") for block in response.text.split("\n\n") if block]
+    assert events, "empty stream"
+    if events[-1] == "[DONE]":
+        chunks = [orjson.loads(e) for e in events[:-1]]
+        assert chunks, "a stream of nothing but [DONE]"
+        for chunk in chunks:
+            errors = list(_SCHEMAS["ChatCompletionChunk"].iter_errors(chunk))
+            assert not errors, f"stream chunk does not match ChatCompletionChunk: {errors[0].message}"
+        assert set(chunks[0]["extra_fields"]) >= {"provider", "model"}
+        assert "attempts" in chunks[-1]["extra_fields"]
+    else:
+        final = orjson.loads(events[-1])
+        errors = list(_SCHEMAS["StreamErrorEvent"].iter_errors(final))
+        assert not errors, f"stream ended without [DONE] and without an error event: {events[-1][:200]}"
+    return True
+
+
+@schema.parametrize()
+def test_router_conforms_to_its_openapi_document(case, router_url: str) -> None:
+    case.call_and_validate(base_url=router_url, additional_checks=[_openai_error_shape, _sse_events], timeout=15)
