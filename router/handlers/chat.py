@@ -91,8 +91,10 @@ async def _stream(request: web.Request, gw: Gateway, call: Call, targets: Plan, 
     try:
         await response.prepare(request)
         await _relay(response, gw, call, opened, vendor_body)
-    except (ConnectionResetError, ConnectionError):
-        opened.close()  # the client went away: drop the upstream request with it
+    except ConnectionError:
+        pass  # the client went away: the upstream request is dropped with it (below)
+    finally:
+        opened.close()
     return response
 
 

@@ -6,7 +6,9 @@ one table (`policy.RULES`): caller errors go straight back, 401/403 cool the key
 another, 429 rotates the key or backs off, 5xx/timeouts/connection errors/broken bodies retry and
 then fall back. Deployments whose circuit breaker is open are skipped (unless nothing else is
 left). A stream may fall back until its first content chunk has been read; after that it is
-committed to its deployment. A whole request never outlives `routing.request_timeout_s`.
+committed to its deployment. Failover never runs past `routing.request_timeout_s`: the deadline
+covers the chain up to the answer (non-stream) or the first content chunk (stream); a committed
+stream is then bounded by the provider's `idle_s` and `total_s`.
 """
 
 from __future__ import annotations
@@ -332,7 +334,10 @@ class Chain:
                     return _FAILED
                 retries += 1
                 await asyncio.sleep(delay)
-                slot = self._pick(target, slots, tried, force) or slot
+                other = self._pick(target, slots, tried, force)
+                if other is None and not (force or health.available(dep)):
+                    return _FAILED  # this failure opened the breaker: stop hammering it
+                slot = other or slot
                 continue
             health.success(dep, ttfb_ms)
             if isinstance(value, OpenStream):

@@ -47,11 +47,14 @@ class LabelStats:
 
     in_flight: int = 0
     ttfb_ewma_ms: float | None = None
+    measured_at: float = 0.0
 
 
 class HealthRegistry:
-    def __init__(self, policy: CooldownConfig | None = None, clock=time.monotonic, ewma_alpha: float = 0.3) -> None:
+    def __init__(self, policy: CooldownConfig | None = None, clock=time.monotonic, ewma_alpha: float = 0.3,
+                 latency_ttl_s: float = 30.0) -> None:
         self.policy = policy or CooldownConfig()
+        self.latency_ttl_s = latency_ttl_s
         self._clock = clock
         self._alpha = ewma_alpha
         self._deployments: dict[tuple[str, str], Deployment] = {}
@@ -69,6 +72,14 @@ class HealthRegistry:
         if stats is None:
             stats = self._labels[label] = LabelStats()
         return stats
+
+    def latency_ms(self, label: str) -> float:
+        """EWMA time to first byte, for `least_latency`; 0 when unmeasured or stale, so that a
+        deployment that was slow once is measured again now and then instead of never chosen."""
+        stats = self._labels.get(label)
+        if stats is None or stats.ttfb_ewma_ms is None or self._clock() - stats.measured_at > self.latency_ttl_s:
+            return 0.0
+        return stats.ttfb_ewma_ms
 
     # -- admission --------------------------------------------------------------------------
     def available(self, dep: Deployment) -> bool:
@@ -115,6 +126,7 @@ class HealthRegistry:
             stats = self.stats(dep.label)
             prev = stats.ttfb_ewma_ms
             stats.ttfb_ewma_ms = ttfb_ms if prev is None else self._alpha * ttfb_ms + (1 - self._alpha) * prev
+            stats.measured_at = self._clock()
 
     def failure(self, dep: Deployment, reason: str, retry_after: float | None = None) -> None:
         """Count a failure; open the breaker on too many, on a failed probe, or when told to wait."""

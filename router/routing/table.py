@@ -192,7 +192,7 @@ class RoutingTable:
         rnd = self.rng.random
         weighted = [-(rnd() ** (1.0 / w)) for w in alias.weights]
         if alias.strategy == "least_latency":
-            stats = [self.health.stats(t.label).ttfb_ewma_ms or 0.0 for t in targets]
+            stats = [self.health.latency_ms(t.label) for t in targets]
             order = sorted(range(len(targets)), key=lambda i: (stats[i], weighted[i]))
         elif alias.strategy == "least_busy":
             busy = [self.health.stats(t.label).in_flight for t in targets]

@@ -159,8 +159,9 @@ async def test_all_fail_reports_most_relevant_error_and_whole_trail(fake_openai,
 
 
 async def test_max_retries_1_retries_a_503_once_on_the_same_provider(fake_openai, make_router, raw):
+    # A breaker that needs many failures, so the third 503 in a row is still retried (see test_cooldown.py).
     url = await start(make_router, fake_openai, "second", providers={
-        "primary": fake_openai.provider("primary", max_retries=1)})
+        "primary": fake_openai.provider("primary", max_retries=1)}, routing={"cooldown": {"failures": 10}})
     fake_openai.queue("primary", Fail(503), Fail(503))
     resp = await raw.post(url, json=chat(f"primary/{M}", f"second/{M}"))
     assert resp.status == 200
