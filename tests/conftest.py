@@ -154,3 +154,33 @@ def assert_clean(resp: RawResponse) -> None:
 async def raw():
     async with aiohttp.ClientSession() as session:
         yield RawClient(session)
+
+
+# -- real Redis -----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_server():
+    """One private redis-server for the session (tests may kill and restart it)."""
+    from support.redis_server import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """The session's Redis, running and emptied for this test."""
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()
+    redis_server.cli("flushall")
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A private Redis Cluster of 3 masters on loopback, started on first use."""
+    from support.redis_server import RedisClusterServers
+
+    cluster = RedisClusterServers().start()
+    yield cluster
+    cluster.cleanup()

@@ -109,6 +109,18 @@ def parse_config(raw: object, environ: Mapping[str, str] | None = None) -> Loade
             problems.extend(_check_ref(target.model, f"{where}.targets[{i}].model", config, allow_alias=False))
         for i, ref in enumerate(spec.fallbacks):
             problems.extend(_check_ref(ref, f"{where}.fallbacks[{i}]", config, allow_alias=True))
+    if config.cache is not None and config.cache.backend == "redis" and config.redis is None:
+        problems.append("cache.backend: 'redis' needs the redis section (redis.url)")
+    if config.auth is not None:
+        seen_names: set[str] = set()
+        seen_keys: set[str] = set()
+        for i, vk in enumerate(config.auth.keys):
+            if vk.name in seen_names:
+                problems.append(f"auth.keys[{i}].name: duplicate key name '{vk.name}'")
+            if vk.key and vk.key in seen_keys:
+                problems.append(f"auth.keys[{i}].key: the same key value is given twice")
+            seen_names.add(vk.name)
+            seen_keys.add(vk.key)
     for ref in config.pricing:
         if "/" not in ref:
             problems.append(f"pricing.{ref}: must be 'provider/model'")

@@ -125,9 +125,71 @@ class PriceConfig(_Strict):
     cache_write_per_mtok: float | None = Field(None, ge=0)
 
 
+class RedisConfig(_Strict):
+    """Shared state for every worker and instance: cache, accounting, budgets, rate limits."""
+
+    url: str  # redis://[user:password@]host:port/db or rediss://…; with `cluster`, any one node
+    cluster: bool = False  # Redis Cluster: keys are hash-tagged so multi-key scripts stay in one slot
+    key_prefix: str = "sb"
+    timeout_s: float = Field(0.5, gt=0)  # per command; slower counts as Redis being down
+    max_connections: int = Field(64, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+
+class CacheConfig(_Strict):
+    """Exact-match response cache. `backend: redis` needs the `redis:` section."""
+
+    backend: Literal["off", "memory", "redis"] = "memory"
+    ttl_s: float = Field(3600.0, gt=0)
+    max_entries: int = Field(10_000, ge=1)  # memory backend (LRU beyond this)
+    max_entry_bytes: int = Field(1024 * 1024, ge=1024)  # larger responses are not cached
+    coalesce: bool = True  # concurrent identical misses wait for one upstream call
+
+
+class VirtualKeyConfig(_Strict):
+    """A client key: `Authorization: Bearer <key>`. Limits absent = unlimited."""
+
+    name: str = Field(min_length=1)
+    key: str
+    models: list[str] | None = None  # globs over requested names (aliases, provider/model)
+    budget_usd: float | None = Field(None, ge=0)
+    budget_period: str = "30d"  # Nd | Nh | Nm: the budget resets every period
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+
+    @field_validator("budget_period")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        if len(v) < 2 or v[-1] not in "dhm" or not v[:-1].isdigit() or int(v[:-1]) <= 0:
+            raise ValueError("must look like 30d, 12h or 90m")
+        return v
+
+
+class AuthConfig(_Strict):
+    admin_token: str | None = None  # admin API and /v1/usage; empty = those routes are closed
+    keys: list[VirtualKeyConfig] = Field(default_factory=list)
+    # When Redis cannot be reached: let requests through (limits unchecked) or refuse them (503).
+    on_redis_down: Literal["fail_open", "fail_closed"] = "fail_open"
+
+
+class AccountingConfig(_Strict):
+    flush_interval_s: float = Field(1.0, gt=0)  # Redis writes are batched this often
+    max_buffered_records: int = Field(100_000, ge=1)  # kept in memory while Redis is down
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, AliasConfig] = Field(default_factory=dict)
     routing: RoutingConfig = RoutingConfig()
+    redis: RedisConfig | None = None
+    cache: CacheConfig | None = None  # absent = no response cache
+    auth: AuthConfig | None = None  # absent = open (no client keys)
+    accounting: AccountingConfig = AccountingConfig()
     pricing: dict[str, PriceConfig] = Field(default_factory=dict)
