@@ -145,7 +145,7 @@ class RedisConfig(_Strict):
 class CacheConfig(_Strict):
     """Exact-match response cache. `backend: redis` needs the `redis:` section."""
 
-    backend: Literal["off", "memory", "redis"] = "memory"
+    backend: Literal["off", "memory", "redis"] | None = None  # default: redis when configured, else memory
     ttl_s: float = Field(3600.0, gt=0)
     max_entries: int = Field(10_000, ge=1)  # memory backend (LRU beyond this)
     max_entry_bytes: int = Field(1024 * 1024, ge=1024)  # larger responses are not cached
