@@ -11,11 +11,13 @@ from providers import UpstreamError
 from .config import LoadedConfig
 from .errors import ApiError, error_response
 from .gateway import GATEWAY, Gateway
+from .handlers.admin import add_admin_routes
 from .handlers.chat import chat_completions
 from .handlers.embeddings import embeddings
 from .handlers.health import healthz, readyz
 from .handlers.models import list_models
 from .handlers.openapi import openapi
+from .handlers.usage import usage
 
 log = logging.getLogger("switchboard")
 
@@ -59,6 +61,8 @@ def build_app(loaded: LoadedConfig) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/v1/usage", usage)
+    add_admin_routes(app)
 
     async def lifecycle(app: web.Application):
         await gateway.start()

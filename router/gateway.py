@@ -1,11 +1,14 @@
-"""Per-process state shared by the handlers: routing table, transport, pricing, switches.
+"""Per-process state shared by the handlers: routing, transport, pricing, Redis-backed state.
 
 Built once at start-up from the loaded config; handlers read plain attributes from it so nothing
-on the request path looks the config up again.
+on the request path looks the config up again. With `redis:` configured, the cache, accounting,
+keys and limits share one `RedisConn`; without it each works in process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import time
 
@@ -13,8 +16,12 @@ from aiohttp import web
 
 from providers import ErrorKind
 
+from .accounting import Accountant
+from .auth import Authenticator, KeyStore, Limiter
+from .cache import build_cache, build_single_flight
 from .config import LoadedConfig
 from .pricing import Pricer
+from .redis_conn import RedisConn
 from .routing import RoutingTable
 from .routing.chain import Chain
 from .routing.health import HealthRegistry
@@ -37,10 +44,29 @@ class Gateway:
         self.extra_fields_enabled = config.server.extra_fields
         self.allow_raw_header = config.server.allow_raw_response_header
         self.max_body_bytes = config.server.max_body_bytes
+        self.redis = RedisConn(config.redis) if config.redis is not None else None
+        self.cache = build_cache(config.cache, self.redis)
+        self.cache_ttl_s = config.cache.ttl_s if config.cache is not None else 0.0
+        self.flight = build_single_flight(config.cache)
+        self.accountant = Accountant(self.redis, config.accounting)
+        self.keys = KeyStore(self.redis, config.auth) if config.auth is not None else None
+        self.authenticator = Authenticator(self.keys, config.auth) if self.keys is not None else None
+        self.limiter = Limiter(self.redis, config.auth.on_redis_down if config.auth else "fail_open",
+                               reservation_ttl_s=config.routing.request_timeout_s + 60)
+        self.admin_token = config.auth.admin_token if config.auth is not None else None
+        self._background: set[asyncio.Future] = set()
         self.ready = False
         self.started_at = int(time.time())
 
+    def background(self, task: asyncio.Future) -> None:
+        """Keep a fire-and-forget task alive until it ends; shutdown waits for the stragglers."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def start(self) -> None:
+        if self.redis is not None:
+            await self.redis.start()
+        await self.accountant.start()
         await self.transport.start()
         # Load the tokenizer now, not on the first request that needs an estimate (~150 ms).
         from providers.tokens import count_text
@@ -50,7 +76,15 @@ class Gateway:
 
     async def close(self) -> None:
         self.ready = False
+        if self._background:
+            with contextlib.suppress(Exception):
+                await asyncio.wait(list(self._background), timeout=5.0)
+        await self.accountant.close()  # flushes buffered usage: a stopped worker loses nothing
+        if self.keys is not None:
+            await self.keys.close()
         await self.transport.close()
+        if self.redis is not None:
+            await self.redis.close()
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

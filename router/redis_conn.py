@@ -16,6 +16,9 @@ from collections.abc import Callable
 
 import redis.asyncio as redis_asyncio
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .config.schema import RedisConfig
@@ -51,8 +54,13 @@ class RedisConn:
         if cfg.cluster:
             self.client = RedisCluster.from_url(cfg.url, **common)
         else:
-            self.client = redis_asyncio.Redis.from_url(cfg.url, health_check_interval=0,
-                                                       retry_on_timeout=False, **common)
+            # A blocking pool queues commands beyond `max_connections` instead of failing them (which
+            # would look like an outage under load); one immediate retry on a fresh connection hides
+            # the stale pooled connections a Redis restart leaves behind.
+            pool = redis_asyncio.BlockingConnectionPool.from_url(
+                cfg.url, timeout=cfg.timeout_s, retry=Retry(NoBackoff(), 1),
+                retry_on_error=[RedisConnectionError], **common)
+            self.client = redis_asyncio.Redis(connection_pool=pool)
         try:
             await self.client.ping()
             self._set(True)
@@ -90,6 +98,7 @@ class RedisConn:
 
     def _set(self, up: bool) -> None:
         changed = up != self.up
+        was_down = self.down_since is not None
         self.up = up
         if up:
             self.down_since = None
@@ -97,7 +106,7 @@ class RedisConn:
             self.down_since = time.monotonic()
             self._start_probe()
         if changed:
-            if up:
+            if up and was_down:
                 log.warning("redis is reachable again")
             for listener in self._listeners:
                 listener(up)

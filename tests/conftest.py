@@ -184,3 +184,28 @@ def redis_cluster():
     cluster = RedisClusterServers().start()
     yield cluster
     cluster.cleanup()
+
+
+# -- fake vendors ---------------------------------------------------------------------------------
+def _fake_vendor(name: str, module: str, cls: str):
+    """Fixture `name`: a fresh `fakes.<module>.<cls>`, served for the test, which fails on exit if the
+    router sent it anything invalid (`fakes.base.serving`). Imported on first use: each fake needs its
+    vendor's SDK."""
+
+    @pytest.fixture(name=name)
+    async def fixture():
+        import importlib
+
+        from fakes.base import serving
+
+        fake_type = getattr(importlib.import_module(f"fakes.{module}"), cls)
+        async with serving(fake_type()) as fake:
+            yield fake
+
+    return fixture
+
+
+anthropic = _fake_vendor("anthropic", "anthropic_upstream", "FakeAnthropic")
+gemini = _fake_vendor("gemini", "gemini_upstream", "FakeGemini")
+bedrock = _fake_vendor("bedrock", "bedrock_upstream", "FakeBedrock")
+cohere = _fake_vendor("cohere", "cohere_upstream", "FakeCohere")

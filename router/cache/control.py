@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import ApiError
 
@@ -69,6 +69,10 @@ class CacheDirective:
             if ttl == 0:
                 store = False
         return cls(lookup=lookup, store=store, ttl_s=ttl, max_age_s=max_age)
+
+    def without_lookup(self) -> CacheDirective:
+        """The same directive with lookup off (the request needs something no stored entry has)."""
+        return replace(self, lookup=False)
 
     @property
     def status_on_miss(self) -> str:

@@ -1,4 +1,4 @@
-"""`POST /v1/chat/completions`: OpenAI Chat Completions, non-stream and SSE stream."""
+"""`POST /v1/chat/completions`: OpenAI Chat Completions (non-stream here; streams in chat_stream.py)."""
 
 from __future__ import annotations
 
@@ -9,35 +9,64 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from providers import UpstreamError
+from providers.tokens import count_messages
 
 from .. import extra_fields
+from ..cache import CHAT, CachedResponse
 from ..gateway import GATEWAY, Gateway
 from ..routing import Target
-from ..routing.chain import Call, ChainFailed, OpenStream
-from ..routing.fanout import MergedStream, complete_n, needs_fanout, open_stream_n, without_n
+from ..routing.chain import Call, ChainFailed
+from ..routing.fanout import complete_n, needs_fanout, without_n
 from ..routing.table import Plan
 from ..usage import billed_usage, estimate_usage
 from ..validation import parse_json_object, validate_chat
+from .chat_stream import stream_chat
 from .common import chain_failed, plan, read_body, upstream_body, wants_raw
-
-SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
-DONE = b"data: [DONE]\n\n"
+from .scope import Scope
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     gw = request.app[GATEWAY]
+    scope = await Scope.open(gw, request)
     body = parse_json_object(await read_body(request, gw.max_body_bytes))
     model, fallbacks = validate_chat(body)
+    scope.authorize(model)
     targets = plan(gw.table, model, fallbacks)
     stream = body.get("stream") is True
     call = Call(model, "chat.completion.chunk" if stream else "chat.completion", started, wants_raw(gw, request))
+    await scope.admit(targets, body, lambda: count_messages(body["messages"], model, body.get("tools")))
     vendor_body = upstream_body(body)
     fan = needs_fanout(targets, vendor_body)  # n > 1 where some vendor cannot: n parallel calls
     send_body = without_n(vendor_body) if fan else vendor_body
+    if call.raw_requested and scope.directive is not None:
+        scope.directive = scope.directive.without_lookup()  # a cached entry has no raw vendor body
+        scope.cache_status = scope.directive.status_on_miss
+    key = scope.cache_key(CHAT, model, vendor_body, streamed=stream)
     if stream:
-        return await _stream(request, gw, call, targets, vendor_body, send_body, fan)
+        return await stream_chat(request, scope, call, targets, vendor_body, send_body, fan, key)
+    entry = await scope.lookup(key)
+    if entry is None and key is not None and gw.flight is not None and scope.directive.lookup:
+        async with gw.flight.slot(key) as slot:
+            if slot.shared:
+                entry = slot.value
+                scope.cache_status = "hit"
+            else:
+                response, fresh = await _upstream(gw, scope, call, targets, send_body, fan, body)
+                if fresh is not None:
+                    slot.publish(fresh)
+                    await scope.store(key, fresh)
+                return response
+    if entry is not None:
+        return _serve_cached(gw, scope, call, entry)
+    response, fresh = await _upstream(gw, scope, call, targets, send_body, fan, body)
+    await scope.store(key, fresh)
+    return response
+
+
+async def _upstream(gw: Gateway, scope: Scope, call: Call, targets: Plan, send_body: dict[str, Any], fan: int,
+                    body: dict[str, Any]) -> tuple[web.Response, CachedResponse | None]:
+    """Walk the chain; return the response and, when it may be cached, its cache entry."""
 
     def build(target: Target, key: str | None):
         return target.runtime.provider.chat_request(send_body, target.model, key, False)
@@ -51,17 +80,31 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         else:
             result, raw = await gw.chain.complete(targets, call, build, parse)
     except ChainFailed as failed:
-        return chain_failed(gw, call, failed)
+        scope.record(call, None, None, ok=False)
+        return chain_failed(gw, call, failed, scope.headers(), scope.cache_status), None
+    target = call.target
+    usage = result.get("usage")
+    estimated = not usage
+    if estimated:
+        usage = estimate_usage(body["messages"], target.model, _message_text(result), body.get("tools"))
+    billed = billed_usage(gw.pricer, target, usage, estimated)
+    scope.record(call, target, billed, ok=True)
+    fresh = None
+    if scope.directive is not None and scope.directive.store:
+        fresh = CachedResponse.from_body(result, provider=target.runtime.name, model=target.label,
+                                         billed_usage=billed)
     if gw.extra_fields_enabled:
-        target = call.target
-        usage = result.get("usage")
-        estimated = not usage
-        if estimated:
-            usage = estimate_usage(body["messages"], target.model, _message_text(result), body.get("tools"))
-        result["extra_fields"] = extra_fields.full(
-            call, billed=billed_usage(gw.pricer, target, usage, estimated),
-            raw=orjson.loads(raw) if call.wants_raw else None)
-    return web.Response(body=orjson.dumps(result), content_type="application/json")
+        result = {**result, "extra_fields": extra_fields.full(
+            call, billed=billed, raw=orjson.loads(raw) if call.wants_raw else None, cache=scope.cache_status)}
+    return web.Response(body=orjson.dumps(result), content_type="application/json", headers=scope.headers()), fresh
+
+
+def _serve_cached(gw: Gateway, scope: Scope, call: Call, entry: CachedResponse) -> web.Response:
+    """A cache hit: no upstream call; billed nothing (recorded as a hit, at zero cost)."""
+    scope.record(call, None, None, ok=True, cache_hit=True, served_by=(entry.provider or "", entry.model or ""))
+    extra = extra_fields.cached(call, entry) if gw.extra_fields_enabled else None
+    return web.Response(body=orjson.dumps(entry.response_body(extra)), content_type="application/json",
+                        headers=scope.headers())
 
 
 def _message_text(result: dict) -> str:
@@ -73,99 +116,3 @@ def _message_text(result: dict) -> str:
         for call in message.get("tool_calls") or ():
             parts.append((call.get("function") or {}).get("arguments") or "")
     return "".join(parts)
-
-
-async def _stream(request: web.Request, gw: Gateway, call: Call, targets: Plan, vendor_body: dict[str, Any],
-                  send_body: dict[str, Any], fan: int) -> web.StreamResponse:
-    def build(target: Target, key: str | None):
-        return target.runtime.provider.chat_request(send_body, target.model, key, True)
-
-    try:
-        if fan:
-            opened = await open_stream_n(gw.chain, targets, call, fan, build)
-        else:
-            opened = await gw.chain.open_stream(targets, call, build)
-    except ChainFailed as failed:
-        return chain_failed(gw, call, failed)  # nothing was sent yet: a plain HTTP error
-    response = web.StreamResponse(status=200, headers=SSE_HEADERS)
-    try:
-        await response.prepare(request)
-        await _relay(response, gw, call, opened, vendor_body)
-    except ConnectionError:
-        pass  # the client went away: the upstream request is dropped with it (below)
-    finally:
-        opened.close()
-    return response
-
-
-async def _relay(response: web.StreamResponse, gw: Gateway, call: Call, opened: OpenStream | MergedStream,
-                 vendor_body: dict[str, Any]) -> None:
-    """Write canonical chunks as SSE; the final chunk before `[DONE]` carries `extra_fields`.
-
-    Chunks with a finish reason (and the usage chunk) are held back until the upstream ends so the
-    full `extra_fields`, which needs the final usage, rides on the last chunk the client reads.
-    """
-    options = vendor_body.get("stream_options")
-    client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-    with_extra = gw.extra_fields_enabled
-    dumps = orjson.dumps
-    first = True
-    usage: dict | None = None
-    held: list[dict] = []
-    text: list[str] = []
-    last: dict = {}
-    try:
-        async for batch in opened.batches():
-            out: list[bytes] = []
-            for chunk in batch:
-                last = chunk
-                choices = chunk.get("choices")
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                    if not choices:
-                        if client_wants_usage:
-                            held.append(chunk)
-                        continue
-                if first and with_extra:
-                    chunk["extra_fields"] = extra_fields.routing_head(call)
-                first = False
-                if choices:
-                    finishing = False
-                    for choice in choices:
-                        delta = choice.get("delta")
-                        if delta and delta.get("content"):
-                            text.append(delta["content"])
-                        if choice.get("finish_reason"):
-                            finishing = True
-                    if finishing:
-                        held.append(chunk)
-                        continue
-                out.append(b"data: " + dumps(chunk) + b"\n\n")
-            if out:
-                await response.write(b"".join(out))
-    except UpstreamError as err:
-        # Committed to this deployment: end the stream with an error event, never a silent [DONE].
-        error: dict[str, Any] = {"error": err.to_openai()}
-        if with_extra:
-            error["extra_fields"] = extra_fields.full(call)
-        tail = b"".join(b"data: " + dumps(c) + b"\n\n" for c in held if c.get("choices"))
-        await response.write(tail + b"data: " + dumps(error) + b"\n\n")
-        return
-    target = call.target
-    estimated = usage is None
-    if estimated:
-        usage = estimate_usage(vendor_body.get("messages"), target.model, "".join(text), vendor_body.get("tools"))
-        if client_wants_usage:
-            held.append(_empty_chunk(last, target, usage=usage))
-    if with_extra:
-        if not held:
-            held.append(_empty_chunk(last, target))
-        held[-1]["extra_fields"] = extra_fields.full(call, billed=billed_usage(gw.pricer, target, usage, estimated))
-    await response.write(b"".join(b"data: " + dumps(c) + b"\n\n" for c in held) + DONE)
-
-
-def _empty_chunk(like: dict, target: Target, **extra: Any) -> dict:
-    """A `choices: []` chunk in the stream's identity, for usage or metadata the vendor did not send."""
-    return {"id": like.get("id", "chatcmpl-switchboard"), "object": "chat.completion.chunk",
-            "created": like.get("created", int(time.time())), "model": like.get("model", target.model),
-            "choices": [], **extra}

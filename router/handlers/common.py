@@ -46,11 +46,12 @@ def wants_raw(gw: Gateway, request: web.Request) -> bool:
     return gw.allow_raw_header and request.headers.get("x-switchboard-raw-response", "").lower() == "true"
 
 
-def chain_failed(gw: Gateway, call: Call, failed: ChainFailed) -> web.Response:
+def chain_failed(gw: Gateway, call: Call, failed: ChainFailed, headers: dict[str, str] | None = None,
+                 cache: str = "off") -> web.Response:
     """Every attempt failed: the most relevant upstream error plus the whole attempt trail."""
     err = failed.error
-    headers = None
+    headers = dict(headers or {})
     if err.kind == "rate_limit":
-        headers = {"retry-after": str(max(1, round(err.retry_after or 1)))}
-    extra = full(call) if gw.extra_fields_enabled else None
-    return error_response(err.client_status, err.to_openai(), extra, headers)
+        headers["retry-after"] = str(max(1, round(err.retry_after or 1)))
+    extra = full(call, cache=cache) if gw.extra_fields_enabled else None
+    return error_response(err.client_status, err.to_openai(), extra, headers or None)

@@ -10,23 +10,40 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 
+from providers.tokens import count_text
+
 from .. import extra_fields
+from ..cache import EMBEDDINGS, CachedResponse
 from ..gateway import GATEWAY
 from ..routing import Target
 from ..routing.chain import Call, ChainFailed
 from ..usage import billed_usage
 from ..validation import parse_json_object, validate_embeddings
 from .common import chain_failed, plan, read_body, upstream_body, wants_raw
+from .scope import Scope
 
 
 async def embeddings(request: web.Request) -> web.Response:
     started = time.perf_counter()
     gw = request.app[GATEWAY]
+    scope = await Scope.open(gw, request)
     body = parse_json_object(await read_body(request, gw.max_body_bytes))
     model, fallbacks = validate_embeddings(body)
+    scope.authorize(model)
     targets = plan(gw.table, model, fallbacks)
     call = Call(model, "embedding", started, wants_raw(gw, request))
+    await scope.admit(targets, body, lambda: _input_tokens(body.get("input"), model))
     vendor_body = upstream_body(body)
+    if call.raw_requested and scope.directive is not None:
+        scope.directive = scope.directive.without_lookup()
+        scope.cache_status = scope.directive.status_on_miss
+    key = scope.cache_key(EMBEDDINGS, model, vendor_body, streamed=False)
+    entry = await scope.lookup(key)
+    if entry is not None:
+        scope.record(call, None, None, ok=True, cache_hit=True, served_by=(entry.provider or "", entry.model or ""))
+        extra = extra_fields.cached(call, entry) if gw.extra_fields_enabled else None
+        return web.Response(body=orjson.dumps(entry.response_body(extra)), content_type="application/json",
+                            headers=scope.headers())
 
     def build(target: Target, key: str | None):
         return target.runtime.provider.embeddings_request(vendor_body, target.model, key)
@@ -37,14 +54,27 @@ async def embeddings(request: web.Request) -> web.Response:
     try:
         result, raw = await gw.chain.complete(targets, call, build, parse)
     except ChainFailed as failed:
-        return chain_failed(gw, call, failed)
+        scope.record(call, None, None, ok=False)
+        return chain_failed(gw, call, failed, scope.headers(), scope.cache_status)
     if body.get("encoding_format") == "base64":
         _to_base64(result)
+    target = call.target
+    billed = billed_usage(gw.pricer, target, result.get("usage"))
+    scope.record(call, target, billed, ok=True)
+    await scope.store(key, CachedResponse.from_body(result, provider=target.runtime.name, model=target.label,
+                                                    billed_usage=billed))
     if gw.extra_fields_enabled:
-        result["extra_fields"] = extra_fields.full(
-            call, billed=billed_usage(gw.pricer, call.target, result.get("usage")),
-            raw=orjson.loads(raw) if call.wants_raw else None)
-    return web.Response(body=orjson.dumps(result), content_type="application/json")
+        result["extra_fields"] = extra_fields.full(call, billed=billed, cache=scope.cache_status,
+                                                   raw=orjson.loads(raw) if call.wants_raw else None)
+    return web.Response(body=orjson.dumps(result), content_type="application/json", headers=scope.headers())
+
+
+def _input_tokens(data: object, model: str) -> int:
+    """Tokens of an embeddings `input` (strings counted with tiktoken, token arrays by length)."""
+    items = [data] if isinstance(data, str) else data if isinstance(data, list) else []
+    if items and all(isinstance(x, int) for x in items):
+        return len(items)
+    return sum(count_text(x, model) if isinstance(x, str) else len(x) if isinstance(x, list) else 0 for x in items)
 
 
 def _to_base64(result: dict) -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hmac
 import re
 
 import orjson
 from aiohttp import web
 
 from ..accounting import GROUP_BY, sum_rows
+from ..auth import require_admin
 from ..errors import ApiError
 from ..gateway import GATEWAY
 from ..redis_conn import REDIS_ERRORS
@@ -26,21 +26,6 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 366
 FLUSH_WAIT_S = 5.0
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def check_admin(request: web.Request, admin_token: str | None) -> None:
-    """`Authorization: Bearer <auth.admin_token>`; 403 when no admin token is configured."""
-    if not admin_token:
-        raise ApiError(403, "the admin API is disabled: set auth.admin_token in the config to use it",
-                       code="admin_disabled")
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "missing admin token: send Authorization: Bearer <auth.admin_token>",
-                       code="missing_admin_token", headers={"www-authenticate": "Bearer"})
-    if not hmac.compare_digest(token.strip().encode(), admin_token.encode()):
-        raise ApiError(401, "invalid admin token", code="invalid_admin_token",
-                       headers={"www-authenticate": "Bearer"})
 
 
 def _day(request: web.Request, param: str) -> dt.date | None:
@@ -73,8 +58,7 @@ def _group_by(request: web.Request) -> list[str]:
 
 async def usage(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    auth = gw.loaded.config.auth
-    check_admin(request, auth.admin_token if auth is not None else None)
+    require_admin(request, gw.admin_token)
 
     first, last = _day(request, "from"), _day(request, "to")
     if last is None:

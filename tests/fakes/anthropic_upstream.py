@@ -3,7 +3,8 @@
 Point a router provider at `fake.base_url(name)` (`fake.provider(name)` gives the whole config).
 Every request must carry `x-api-key` (one of `fake.keys`, else 401 `authentication_error`) and
 `anthropic-version: 2023-06-01`, and its body must validate against the anthropic SDK's
-`MessageCreateParams` types (lazy iterables forced, unknown members refused) and the API rules
+`MessageCreateParams` types (lazy iterables forced, unknown members refused: the same check as the
+provider tests', `support.vendor_schemas`) and the API rules
 those types cannot express: `max_tokens` present, non-empty text blocks, a `thinking` budget below
 `max_tokens`, every `tool_result` answering a `tool_use` of the assistant turn just before it and
 every `tool_use` answered before the next assistant turn, every replayed thinking block signed by
@@ -28,34 +29,14 @@ from typing import Any
 import orjson
 import pydantic
 from aiohttp import web
-from anthropic.types import Message as MessageType
-from anthropic.types import RawMessageStreamEvent
-from anthropic.types.message_create_params import MessageCreateParamsNonStreaming, MessageCreateParamsStreaming
+from support.vendor_schemas import ANTHROPIC_EVENT, ANTHROPIC_MESSAGE, anthropic_request_problems
 
-from .base import (
-    FakeVendor,
-    Received,
-    Stream,
-    VendorRejected,
-    json_response,
-    materialize,
-    next_id,
-    signature,
-    split,
-)
+from .base import FakeVendor, Received, Stream, VendorRejected, json_response, next_id, signature, split
 from .openai_upstream import SECRET
 
 VERSION = "2023-06-01"
 DEFAULT_USAGE = {"input_tokens": 21, "cache_creation_input_tokens": 30, "cache_read_input_tokens": 100,
                  "output_tokens": 9}
-_PARAMS = {False: pydantic.TypeAdapter(MessageCreateParamsNonStreaming),
-           True: pydantic.TypeAdapter(MessageCreateParamsStreaming)}
-# Still accepted with anthropic-version 2023-06-01, but gone from the SDK 2.x param types.
-_LEGACY = {"temperature": (0, 1), "top_p": (0, 1), "top_k": (0, None)}
-_KNOWN = (MessageCreateParamsStreaming.__required_keys__ | MessageCreateParamsStreaming.__optional_keys__
-          | set(_LEGACY))
-_MESSAGE = pydantic.TypeAdapter(MessageType)
-_EVENT = pydantic.TypeAdapter(RawMessageStreamEvent)
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
                 403: "permission_error", 404: "not_found_error", 413: "request_too_large",
                 429: "rate_limit_error", 500: "api_error", 503: "api_error", 504: "timeout_error",
@@ -152,13 +133,13 @@ class Message:
                 fake.signatures.add(block["signature"])
             elif block["type"] == "redacted_thinking":
                 fake.signatures.add(block["data"])
-        fake.vet(_MESSAGE, whole, "reply")
+        fake.vet(ANTHROPIC_MESSAGE, whole, "reply")
         if not received.stream:
             return json_response(whole)
         events = self.events(whole)
         for event in events:
             if event["type"] != "ping":  # not in the SDK's event union, which skips it too
-                fake.vet(_EVENT, event, "stream event")
+                fake.vet(ANTHROPIC_EVENT, event, "stream event")
         error = None
         if self.error_after is not None:
             events = events[:self.error_after]
@@ -203,7 +184,7 @@ class FakeAnthropic(FakeVendor):
         return {"type": "anthropic", "base_url": self.base_url(upstream), "keys": [{"value": SECRET}],
                 "max_retries": 0, **overrides}
 
-    def default(self) -> Message:
+    def default(self, received: Received) -> Message:
         return Message()
 
     def vet(self, adapter: pydantic.TypeAdapter, obj: Any, what: str) -> None:
@@ -226,7 +207,7 @@ class FakeAnthropic(FakeVendor):
         return await self.dispatch(request, received)
 
     # -- what the real API would refuse ---------------------------------------------------------
-    def check(self, received: Received) -> None:
+    async def check(self, request: web.Request, received: Received) -> None:
         headers = received.headers
         if headers.get("x-api-key") not in self.keys:
             raise VendorRejected("bad x-api-key", json_response(
@@ -235,21 +216,10 @@ class FakeAnthropic(FakeVendor):
             _reject(f"anthropic-version header is {headers.get('anthropic-version')!r}, not {VERSION}")
         if not headers.get("content-type", "").startswith("application/json"):
             _reject("content-type is not application/json")
+        problems = anthropic_request_problems(received.body, received.stream)
+        if problems:
+            _reject("; ".join(problems))
         body = received.body
-        if not isinstance(body, dict):
-            _reject("body is not a JSON object")
-        unknown = set(body) - _KNOWN
-        if unknown:
-            _reject(f"{sorted(unknown)[0]}: Extra inputs are not permitted")
-        for key, (low, high) in _LEGACY.items():
-            value = body.get(key)
-            if key in body and (isinstance(value, bool) or not isinstance(value, int | float) or value < low
-                                or (high is not None and value > high)):
-                _reject(f"{key}: out of range: {value!r}")
-        try:
-            materialize(_PARAMS[received.stream].validate_python(body))
-        except pydantic.ValidationError as exc:
-            _reject(f"body does not validate against MessageCreateParams: {exc}")
         max_tokens = body.get("max_tokens")
         if not isinstance(max_tokens, int) or max_tokens < 1:
             _reject("max_tokens: Field required (a positive integer)")

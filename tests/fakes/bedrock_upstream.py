@@ -10,9 +10,10 @@ raw path, signed headers, body and the request's own `x-amz-date`, so only an ex
 
 Every received Converse/ConverseStream body is validated with botocore's service model for
 `bedrock-runtime` (`ParamValidator` on the operation's input shape, plus the enum/pattern/length rules
-ParamValidator skips) and with the conversation rules Bedrock enforces at runtime (alternating roles,
-every toolUse answered by a toolResult in the next turn, a toolConfig whenever tool blocks appear, no
-blank text). A body that fails gets Bedrock's 400 `ValidationException` and lands in `fake.problems`.
+ParamValidator skips: the provider tests' check too, `support.vendor_schemas`) and with the
+conversation rules Bedrock enforces at runtime (alternating roles, every toolUse answered by a
+toolResult in the next turn, a toolConfig whenever tool blocks appear, no blank text). A body that
+fails gets Bedrock's 400 `ValidationException` and lands in `fake.problems`.
 The fake's own replies are validated against the output shapes, so they cannot drift from Bedrock's.
 
 For each (modelId, action) a test queues behaviours; each request takes the next one, else the default
@@ -22,25 +23,25 @@ For each (modelId, action) a test queues behaviours; each request takes the next
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import re
 import uuid
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import botocore.session
 import orjson
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from botocore.validate import ParamValidator
+from support.vendor_schemas import BEDROCK_RUNTIME as SERVICE
+from support.vendor_schemas import converse_request_problems, shape_problems
 
 from providers.bedrock_request import JSON_TOOL
 from providers.eventstream import event_frame, exception_frame
+
+from .base import Drop as Drop  # re-exported with the other behaviours
+from .base import FakeVendor, VendorRejected, json_response, send_body, split, vector, words
 
 API_KEY = "br-SECRET-bedrock-api-key"  # the Bedrock API key routers get; must never leak
 REGION = "us-east-1"
@@ -49,7 +50,6 @@ TITAN = "amazon.titan-embed-text-v2:0"
 COHERE_EMBED = "cohere.embed-english-v3"
 EVENTSTREAM = "application/vnd.amazon.eventstream"
 DEFAULT_USAGE = {"inputTokens": 12, "outputTokens": 5, "totalTokens": 17}
-SERVICE = botocore.session.get_session().get_service_model("bedrock-runtime")
 _SIGV4_RE = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/,]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request, "
                        r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})")
 
@@ -66,47 +66,9 @@ class AwsCreds:
 
 
 # -- validation -----------------------------------------------------------------------------------
-def _prepare(value: Any, shape: Any, path: str, problems: list[str]) -> Any:
-    """Apply the rules ParamValidator skips (enum, pattern, max length) and decode base64 blobs."""
-    if shape is None or shape.metadata.get("document"):
-        return value
-    kind = shape.type_name
-    if kind == "structure" and isinstance(value, dict):
-        return {k: _prepare(v, shape.members.get(k), f"{path}.{k}", problems) for k, v in value.items()}
-    if kind == "list" and isinstance(value, list):
-        return [_prepare(v, shape.member, f"{path}[{i}]", problems) for i, v in enumerate(value)]
-    if kind == "string" and isinstance(value, str):
-        meta = shape.metadata
-        if meta.get("enum") and value not in meta["enum"]:
-            problems.append(f"{path}: {value!r} not in {meta['enum']}")
-        if meta.get("pattern") and path != ".modelId" and not re.fullmatch(meta["pattern"], value):
-            problems.append(f"{path}: {value!r} does not match {meta['pattern']}")
-        if meta.get("max") is not None and len(value) > meta["max"]:
-            problems.append(f"{path}: longer than {meta['max']}")
-    if kind == "blob" and isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
-        except ValueError:
-            problems.append(f"{path}: blob is not base64")
-    return value
-
-
-def shape_problems(params: Any, shape: Any) -> list[str]:
-    problems: list[str] = []
-    prepared = _prepare(params, shape, "", problems)
-    report = ParamValidator().validate(prepared, shape)
-    if report.has_errors():
-        problems.append(report.generate_report())
-    return problems
-
-
 def converse_problems(body: Any, model_id: str = CLAUDE, *, stream: bool = False) -> list[str]:
     """Everything Bedrock would reject in a Converse(Stream) body: schema first, then runtime rules."""
-    if not isinstance(body, dict):
-        return ["body is not a JSON object"]
-    shape = SERVICE.operation_model("ConverseStream" if stream else "Converse").input_shape
-    problems = shape_problems({"modelId": model_id, **body}, shape)
-    return problems or _conversation_problems(body)
+    return converse_request_problems(body, model_id, stream=stream) or _conversation_problems(body)
 
 
 def _conversation_problems(body: dict) -> list[str]:
@@ -180,11 +142,6 @@ class Received:
     body: Any  # parsed JSON, or the raw bytes when it is not JSON
 
 
-def _fragments(s: str, count: int) -> list[str]:
-    size = max(1, -(-len(s) // max(1, count)))
-    return [s[i:i + size] for i in range(0, len(s), size)] or [""]
-
-
 @dataclass
 class Reply:
     """A Converse answer; as ConverseStream event frames when the request is a stream.
@@ -245,15 +202,14 @@ class Reply:
                     ("contentBlockDelta", {"contentBlockIndex": i, "delta": {"reasoningContent": {
                         "signature": reasoning["signature"]}}})]
             elif "text" in block:
-                words = block["text"].split(" ")
-                pieces = self.pieces or [w + " " for w in words[:-1]] + [words[-1]]
+                pieces = self.pieces or words(block["text"])
                 events += [("contentBlockDelta", {"contentBlockIndex": i, "delta": {"text": p}}) for p in pieces]
             else:
                 use = block["toolUse"]
                 events.append(("contentBlockStart", {"contentBlockIndex": i, "start": {"toolUse": {
                     "toolUseId": use["toolUseId"], "name": use["name"]}}}))
                 events += [("contentBlockDelta", {"contentBlockIndex": i, "delta": {"toolUse": {"input": f}}})
-                           for f in _fragments(orjson.dumps(use["input"]).decode(), 3)]
+                           for f in split(orjson.dumps(use["input"]).decode(), 3)]
             events.append(("contentBlockStop", {"contentBlockIndex": i}))
         events += [("messageStop", {"stopReason": self._stop()}),
                    ("metadata", {"usage": self.usage, "metrics": {"latencyMs": 42}})]
@@ -273,8 +229,7 @@ class Reply:
             await asyncio.sleep(self.delay_s)
         headers = {"x-amzn-requestid": str(uuid.uuid4())}
         if rec.action == "converse":
-            return web.Response(body=orjson.dumps(self.converse()), content_type="application/json",
-                                headers=headers)
+            return json_response(self.converse(), headers=headers)
         frames, failure = self.frames(), b""
         if self.cut_after is not None:
             frames, tail = frames[:self.cut_after], frames[self.cut_after]
@@ -283,21 +238,13 @@ class Reply:
             name, message = self.exception
             frames = frames[:self.exception_after]
             failure = exception_frame(name, orjson.dumps({"message": message}))
-        resp = web.StreamResponse(headers={**headers, "content-type": EVENTSTREAM})
-        await resp.prepare(request)
         data = b"".join(frames)
-        for i in range(0, len(data), self.split):
-            await resp.write(data[i:i + self.split])
-        if self.pause_s:
-            await asyncio.sleep(self.pause_s)
+        pieces = [data[i:i + self.split] for i in range(0, len(data), self.split)]
+        pauses = {len(pieces): self.pause_s} if self.pause_s else None  # before the failure, or the end
         if failure:
-            await resp.write(failure)
-        if self.cut_after is not None and self.abort:
-            assert request.transport is not None
-            request.transport.close()
-            return resp
-        await resp.write_eof()
-        return resp
+            pieces.append(failure)
+        return await send_body(request, pieces, headers={**headers, "content-type": EVENTSTREAM}, pauses=pauses,
+                               abort=self.cut_after is not None and self.abort)
 
 
 @dataclass
@@ -314,17 +261,6 @@ class Fail:
 
 
 @dataclass
-class Drop:
-    """Close the connection before sending any header."""
-
-    async def __call__(self, fake: FakeBedrock, request: web.Request, rec: Received) -> web.StreamResponse:
-        assert request.transport is not None
-        request.transport.close()
-        await asyncio.sleep(10)  # cancelled when the server notices the closed connection
-        raise AssertionError("Drop: the handler was not cancelled")
-
-
-@dataclass
 class Embedding:
     """InvokeModel embeddings: Titan (one `embedding`) or Cohere (`embeddings`), by model id."""
 
@@ -338,14 +274,12 @@ class Embedding:
             out: dict = {"embedding": [round(0.01 * (d + 1), 4) for d in range(dims)],
                          "inputTextTokenCount": self.tokens}
         else:
-            vectors = [[round(0.1 * (i + 1) + 0.01 * d, 4) for d in range(self.dims)]
-                       for i, _ in enumerate(body["texts"])]
+            vectors = [vector(i, self.dims) for i, _ in enumerate(body["texts"])]
             by_type = bool(body.get("embedding_types"))
             out = {"id": str(uuid.uuid4()), "texts": body["texts"],
                    "embeddings": {"float": vectors} if by_type else vectors,
                    "response_type": "embeddings_by_type" if by_type else "embeddings_floats"}
-        return web.Response(body=orjson.dumps(out), content_type="application/json",
-                            headers={"x-amzn-bedrock-input-token-count": str(self.tokens)})
+        return json_response(out, headers={"x-amzn-bedrock-input-token-count": str(self.tokens)})
 
 
 def error(status: int, error_type: str, message: str, retry_after: str | None = None) -> web.Response:
@@ -353,35 +287,23 @@ def error(status: int, error_type: str, message: str, retry_after: str | None = 
                "x-amzn-requestid": str(uuid.uuid4())}
     if retry_after is not None:
         headers["retry-after"] = retry_after
-    return web.Response(status=status, body=orjson.dumps({"message": message}), content_type="application/json",
-                        headers=headers)
+    return json_response({"message": message}, status, headers)
 
 
 # -- the server -----------------------------------------------------------------------------------
-class FakeBedrock:
+class FakeBedrock(FakeVendor):
     """The scripted server: `await fake.start()`, point a provider at `fake.provider()`, `await fake.close()`."""
 
     def __init__(self, api_key: str | None = API_KEY, aws: AwsCreds | None = None) -> None:
+        super().__init__()
         self.api_key = api_key
         self.aws = aws
-        self.url = ""
-        self.requests: list[Received] = []
-        self.problems: list[str] = []  # validation failures of received bodies
         self.sigv4_verified = 0  # requests whose SigV4 signature was recomputed and matched
-        self._queues: dict[tuple[str, str], deque] = defaultdict(deque)
-        self._server: TestServer | None = None
 
-    async def start(self) -> FakeBedrock:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/model/{model_id:.+}/{action:converse|converse-stream|invoke}", self._handle)
-        self._server = TestServer(app, host="127.0.0.1", port=0)
-        await self._server.start_server()
-        self.url = str(self._server.make_url("")).rstrip("/")
-        return self
-
-    async def close(self) -> None:
-        if self._server is not None:
-            await self._server.close()
+        return app
 
     def provider(self, **overrides: Any) -> dict:
         """Router config of a `bedrock` provider served here (Bearer key, no retries by default)."""
@@ -398,49 +320,50 @@ class FakeBedrock:
         return [r for r in self.requests if action is None or r.action == action
                 or (action == "chat" and r.action.startswith("converse"))]
 
+    def queue_key(self, rec: Received) -> tuple[str, str]:
+        return rec.model_id, "invoke" if rec.action == "invoke" else "chat"
+
+    def default(self, rec: Received) -> Any:
+        return Embedding() if rec.action == "invoke" else Reply()
+
     # -- request handling -------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        model_id, action = request.match_info["model_id"], request.match_info["action"]
-        raw = await request.read()
-        try:
-            body: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw
-        rec = Received(model_id, action, request.raw_path, dict(request.headers), body)
-        self.requests.append(rec)
-        denied = self._check_auth(request, raw)
-        if denied is not None:
-            return denied
-        if isinstance(body, bytes):
-            return error(400, "SerializationException", "Failed to parse the request body as JSON.")
-        if request.headers.get("content-type", "").split(";")[0] != "application/json":
-            return error(400, "ValidationException", "content-type must be application/json")
-        if action == "invoke":
-            problems = embed_problems(body, model_id)
-        else:
-            problems = converse_problems(body, model_id, stream=action == "converse-stream")
-        if problems:
-            self.problems.extend(problems)
-            return error(400, "ValidationException", "; ".join(problems))
-        queue = self._queues[(model_id, "invoke" if action == "invoke" else "chat")]
-        behaviour = queue.popleft() if queue else (Embedding() if action == "invoke" else Reply())
-        return await behaviour(self, request, rec)
+        rec = Received(request.match_info["model_id"], request.match_info["action"], request.raw_path,
+                       dict(request.headers), await self.read_body(request))
+        return await self.dispatch(request, rec)
 
-    def _check_auth(self, request: web.Request, body: bytes) -> web.Response | None:
+    async def check(self, request: web.Request, rec: Received) -> None:
+        self._check_auth(request, await request.read())
+        if isinstance(rec.body, bytes):
+            raise VendorRejected("body is not JSON", error(400, "SerializationException",
+                                                           "Failed to parse the request body as JSON."), record=False)
+        if request.headers.get("content-type", "").split(";")[0] != "application/json":
+            raise VendorRejected("content-type is not application/json", error(
+                400, "ValidationException", "content-type must be application/json"), record=False)
+        if rec.action == "invoke":
+            problems = embed_problems(rec.body, rec.model_id)
+        else:
+            problems = converse_problems(rec.body, rec.model_id, stream=rec.action == "converse-stream")
+        if problems:
+            raise VendorRejected("; ".join(problems), error(400, "ValidationException", "; ".join(problems)))
+
+    def _check_auth(self, request: web.Request, body: bytes) -> None:
         auth = request.headers.get("authorization", "")
         if auth.startswith("Bearer "):
             if self.api_key and auth == f"Bearer {self.api_key}":
-                return None
-            return error(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+                return
+            raise VendorRejected("bad api key", error(
+                403, "UnrecognizedClientException", "The security token included in the request is invalid."),
+                record=False)
         if self.aws is None or not auth.startswith("AWS4-HMAC-SHA256 "):
-            return error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+            raise VendorRejected("no authentication", error(
+                403, "MissingAuthenticationTokenException", "Missing Authentication Token"), record=False)
         problem = self._sigv4_problem(request, body)
         if problem:
-            self.problems.append(f"sigv4: {problem}")
-            return error(403, "InvalidSignatureException", f"The request signature we calculated does not match "
-                         f"the signature you provided ({problem}).")
+            raise VendorRejected(f"sigv4: {problem}", error(
+                403, "InvalidSignatureException", f"The request signature we calculated does not match "
+                f"the signature you provided ({problem})."))
         self.sigv4_verified += 1
-        return None
 
     def _sigv4_problem(self, request: web.Request, body: bytes) -> str | None:
         assert self.aws is not None

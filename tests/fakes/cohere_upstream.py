@@ -6,7 +6,8 @@ with its statuses (including 498/499). Auth is `Authorization: Bearer <key>` (40
 
 Every received body is validated against the cohere SDK's own request types, strictly: the parameters
 of `RawV2Client.chat` / `.embed`, the SDK's literal enums (its forward-compatible `Any` arm dropped),
-and no unknown keys on any message, part or tool (the SDK models allow extras, so they are hunted for).
+and no unknown keys on any message, part or tool (the SDK models allow extras, so they are hunted for;
+the provider tests' check too, `support.vendor_schemas`).
 On top, the conversation rule Cohere enforces: every assistant tool call is answered by a `tool`
 message with its id. A body that fails gets Cohere's 400 and lands in `fake.problems`. The fake's own
 replies and stream events are validated with the SDK's response types, so they cannot drift.
@@ -18,20 +19,18 @@ default (`Reply()` / `Embed()`) answers. Every request is recorded in `fake.requ
 from __future__ import annotations
 
 import asyncio
-import inspect
-import typing
 import uuid
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pydantic
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from cohere.types import EmbedByTypeResponse
-from cohere.v2.raw_client import RawV2Client
 from cohere.v2.types import V2ChatResponse, V2ChatStreamResponse
+from support.vendor_schemas import cohere_chat_problems, cohere_embed_problems
+
+from .base import FakeVendor, VendorRejected, json_response, send_body, split, vector, words
 
 API_KEY = "co-SECRET-cohere-api-key"  # the Cohere key routers get; must never leak
 MODEL = "command-a-03-2025"
@@ -42,57 +41,9 @@ _STREAM_EVENT = pydantic.TypeAdapter(V2ChatStreamResponse)
 
 
 # -- validation -----------------------------------------------------------------------------------
-def _strict(tp: Any) -> Any:
-    """Fern types accept `Union[Literal[...], Any]` for forward compatibility; drop the `Any`."""
-    if typing.get_origin(tp) is typing.Union:
-        args = typing.get_args(tp)
-        kept = tuple(_strict(a) for a in args if a is not typing.Any)
-        if len(kept) != len(args):
-            return typing.Union[kept]  # noqa: UP007 - built from a runtime tuple
-    return tp
-
-
-def _extras(value: Any, path: str) -> list[str]:
-    if isinstance(value, pydantic.BaseModel):
-        found = [f"{path}.{key}: unknown member" for key in (value.__pydantic_extra__ or {})]
-        for name in type(value).model_fields:
-            found += _extras(getattr(value, name), f"{path}.{name}")
-        return found
-    if isinstance(value, list | tuple):
-        return [p for i, v in enumerate(value) for p in _extras(v, f"{path}[{i}]")]
-    return []
-
-
-def sdk_problems(body: Any, method: Any) -> list[str]:
-    """Problems of `body` as the keyword arguments of a cohere SDK method."""
-    if not isinstance(body, dict):
-        return ["body is not a JSON object"]
-    hints = typing.get_type_hints(method, include_extras=True)
-    params = inspect.signature(method).parameters
-    problems = [f"unknown member {name!r}" for name in body
-                if name not in hints or name in ("request_options", "return")]
-    problems += [f"missing required {name!r}" for name, p in params.items()
-                 if name != "self" and p.default is inspect.Parameter.empty and name not in body]
-    for name, value in body.items():
-        if name not in hints or name in ("request_options", "return"):
-            continue
-        try:
-            parsed = pydantic.TypeAdapter(_strict(hints[name])).validate_python(value, strict=True)
-        except pydantic.ValidationError as exc:
-            problems.append(f"{name}: {exc}")
-            continue
-        problems += _extras(parsed, name)
-    return problems
-
-
 def chat_problems(body: Any) -> list[str]:
     """Everything Cohere would reject in a `/v2/chat` body."""
-    if not isinstance(body, dict):
-        return ["body is not a JSON object"]
-    body = dict(body)
-    if not isinstance(body.pop("stream", False), bool):  # `stream` is set by the SDK method itself
-        return ["stream must be a boolean"]
-    problems = sdk_problems(body, RawV2Client.chat)
+    problems = cohere_chat_problems(body)
     if problems:
         return problems
     pending: set[str] = set()
@@ -108,10 +59,6 @@ def chat_problems(body: Any) -> list[str]:
     return problems
 
 
-def embed_problems(body: Any) -> list[str]:
-    return sdk_problems(body, RawV2Client.embed)
-
-
 # -- behaviours -----------------------------------------------------------------------------------
 @dataclass
 class Received:
@@ -123,11 +70,6 @@ class Received:
 def _sse(event: dict) -> bytes:
     _STREAM_EVENT.validate_python(event)  # the fake's own events must be what the SDK parses
     return f"event: {event['type']}\n".encode() + b"data: " + orjson.dumps(event) + b"\n\n"
-
-
-def _fragments(s: str, count: int) -> list[str]:
-    size = max(1, -(-len(s) // max(1, count)))
-    return [s[i:i + size] for i in range(0, len(s), size)] or [""]
 
 
 @dataclass
@@ -176,19 +118,18 @@ class Reply:
         if self.tool_calls:
             if self.tool_plan:
                 out += [_sse({"type": "tool-plan-delta", "delta": {"message": {"tool_plan": p}}})
-                        for p in _fragments(self.tool_plan, 2)]
+                        for p in split(self.tool_plan, 2)]
             for i, call in enumerate(self._calls()):
                 start = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
                 out.append(_sse({"type": "tool-call-start", "index": i, "delta": {"message": {"tool_calls": start}}}))
                 out += [_sse({"type": "tool-call-delta", "index": i, "delta": {"message": {"tool_calls": {
-                    "function": {"arguments": f}}}}}) for f in _fragments(call["function"]["arguments"], 3)]
+                    "function": {"arguments": f}}}}}) for f in split(call["function"]["arguments"], 3)]
                 out.append(_sse({"type": "tool-call-end", "index": i}))
         elif self.text:
-            words = self.text.split(" ")
             out.append(_sse({"type": "content-start", "index": 0, "delta": {"message": {"content": {
                 "type": "text", "text": ""}}}}))
             out += [_sse({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": p}}}})
-                    for p in [w + " " for w in words[:-1]] + [words[-1]]]
+                    for p in words(self.text)]
             out.append(_sse({"type": "content-end", "index": 0}))
         end: dict[str, Any] = {"finish_reason": self._finish(), "usage": self.usage}
         if self.error:
@@ -196,26 +137,16 @@ class Reply:
         out.append(_sse({"type": "message-end", "delta": end}))
         return out
 
-    async def __call__(self, fake: FakeCohere, request: web.Request, body: dict) -> web.StreamResponse:
+    async def __call__(self, fake: FakeCohere, request: web.Request, rec: Received) -> web.StreamResponse:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        if body.get("stream") is not True:
-            return web.Response(body=orjson.dumps(self.body()), content_type="application/json")
+        if rec.body.get("stream") is not True:
+            return json_response(self.body())
         events = self.events()
         if self.cut_after is not None:
             events = events[:self.cut_after]
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
-        await resp.prepare(request)
-        for i, event in enumerate(events):
-            if self.pause_s and i == len(events) - 1:
-                await asyncio.sleep(self.pause_s)
-            await resp.write(event)
-        if self.cut_after is not None and self.abort:
-            assert request.transport is not None
-            request.transport.close()
-            return resp
-        await resp.write_eof()
-        return resp
+        pauses = {len(events) - 1: self.pause_s} if self.pause_s else None  # before the last event sent
+        return await send_body(request, events, pauses=pauses, abort=self.cut_after is not None and self.abort)
 
 
 @dataclass
@@ -226,7 +157,7 @@ class Fail:
     message: str = "internal server error, this has been reported to our developers"
     retry_after: str | None = None
 
-    async def __call__(self, fake: FakeCohere, request: web.Request, body: Any) -> web.Response:
+    async def __call__(self, fake: FakeCohere, request: web.Request, rec: Received) -> web.Response:
         return error(self.status, self.message, self.retry_after)
 
 
@@ -237,46 +168,34 @@ class Embed:
     dims: int = 4
     tokens_per_text: int = 3
 
-    async def __call__(self, fake: FakeCohere, request: web.Request, body: dict) -> web.Response:
-        texts = body["texts"]
-        dims = body.get("output_dimension") or self.dims
-        vectors = [[round(0.1 * (i + 1) + 0.01 * d, 4) for d in range(dims)] for i, _ in enumerate(texts)]
+    async def __call__(self, fake: FakeCohere, request: web.Request, rec: Received) -> web.Response:
+        texts = rec.body["texts"]
+        dims = rec.body.get("output_dimension") or self.dims
+        vectors = [vector(i, dims) for i, _ in enumerate(texts)]
         out = {"id": str(uuid.uuid4()), "response_type": "embeddings_by_type", "embeddings": {"float": vectors},
                "texts": texts, "meta": {"api_version": {"version": "2"},
                                         "billed_units": {"input_tokens": self.tokens_per_text * len(texts)}}}
         EmbedByTypeResponse.model_validate(out)
-        return web.Response(body=orjson.dumps(out), content_type="application/json")
+        return json_response(out)
 
 
 def error(status: int, message: str, retry_after: str | None = None) -> web.Response:
     headers = {"retry-after": retry_after} if retry_after is not None else None
-    return web.Response(status=status, body=orjson.dumps({"id": str(uuid.uuid4()), "message": message}),
-                        content_type="application/json", headers=headers)
+    return json_response({"id": str(uuid.uuid4()), "message": message}, status, headers)
 
 
 # -- the server -----------------------------------------------------------------------------------
-class FakeCohere:
+class FakeCohere(FakeVendor):
     """The scripted server: `await fake.start()`, point a provider at `fake.provider()`, `await fake.close()`."""
 
     def __init__(self, api_key: str = API_KEY) -> None:
+        super().__init__()
         self.api_key = api_key
-        self.url = ""
-        self.requests: list[Received] = []
-        self.problems: list[str] = []
-        self._queues: dict[str, deque] = defaultdict(deque)
-        self._server: TestServer | None = None
 
-    async def start(self) -> FakeCohere:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v2/{endpoint:chat|embed}", self._handle)
-        self._server = TestServer(app, host="127.0.0.1", port=0)
-        await self._server.start_server()
-        self.url = str(self._server.make_url("")).rstrip("/")
-        return self
-
-    async def close(self) -> None:
-        if self._server is not None:
-            await self._server.close()
+        return app
 
     def provider(self, **overrides: Any) -> dict:
         """Router config of a `cohere` provider served here (no retries by default)."""
@@ -289,22 +208,22 @@ class FakeCohere:
     def calls(self, endpoint: str | None = None) -> list[Received]:
         return [r for r in self.requests if endpoint is None or r.endpoint == endpoint]
 
+    def queue_key(self, rec: Received) -> str:
+        return rec.endpoint
+
+    def default(self, rec: Received) -> Any:
+        return Reply() if rec.endpoint == "chat" else Embed()
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        endpoint = request.match_info["endpoint"]
-        raw = await request.read()
-        try:
-            body: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw
-        self.requests.append(Received(endpoint, dict(request.headers), body))
+        rec = Received(request.match_info["endpoint"], dict(request.headers), await self.read_body(request))
+        return await self.dispatch(request, rec)
+
+    async def check(self, request: web.Request, rec: Received) -> None:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
-            return error(401, "invalid api token")
-        if isinstance(body, bytes):
-            return error(400, "invalid request: could not parse the request body as JSON")
-        problems = chat_problems(body) if endpoint == "chat" else embed_problems(body)
+            raise VendorRejected("bad api key", error(401, "invalid api token"), record=False)
+        if isinstance(rec.body, bytes):
+            raise VendorRejected("body is not JSON", error(
+                400, "invalid request: could not parse the request body as JSON"), record=False)
+        problems = chat_problems(rec.body) if rec.endpoint == "chat" else cohere_embed_problems(rec.body)
         if problems:
-            self.problems.extend(problems)
-            return error(400, "invalid request: " + "; ".join(problems))
-        queue = self._queues[endpoint]
-        behaviour = queue.popleft() if queue else (Reply() if endpoint == "chat" else Embed())
-        return await behaviour(self, request, body)
+            raise VendorRejected("; ".join(problems), error(400, "invalid request: " + "; ".join(problems)))

@@ -4,7 +4,8 @@
 Point a router provider at `fake.base_url(name)` (`fake.provider(name)` gives the whole config).
 Every request must carry `x-goog-api-key` (one of `fake.keys`, else the real 400 `API_KEY_INVALID`;
 the key in the URL is refused) and a body whose every piece validates against google-genai's own
-pydantic types (which forbid unknown fields) and round-trips through them unchanged, plus the rules
+pydantic types (which forbid unknown fields) and round-trips through them unchanged (the provider
+tests' check too, `support.vendor_schemas`), plus the rules
 the types cannot express: roles `user`/`model` with non-empty parts, each model turn's function
 calls answered by the same number of `functionResponse`s with the same names in the next turn,
 every `thoughtSignature` one this fake issued (or Google's documented bypass value) and, for
@@ -25,8 +26,6 @@ Parts for `Generate(parts=[...])`: `text`, `thought`, `call` (a functionCall, si
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,16 +34,13 @@ import orjson
 import pydantic
 from aiohttp import web
 from google.genai import types
+from support.vendor_schemas import BYPASS_SIGNATURE, generate_content_problems, sig_bytes
 
 from .base import FakeVendor, Received, Stream, VendorRejected, json_response, next_id, signature, split
 from .openai_upstream import SECRET
 
-BYPASS_SIGNATURE = "skip_thought_signature_validator"
 DEFAULT_USAGE = {"promptTokenCount": 120, "candidatesTokenCount": 14, "thoughtsTokenCount": 25,
                  "cachedContentTokenCount": 64, "totalTokenCount": 159}
-_TOP_LEVEL = {"contents": None, "systemInstruction": types.Content, "tools": types.Tool,
-              "toolConfig": types.ToolConfig, "generationConfig": types.GenerationConfig,
-              "safetySettings": types.SafetySetting, "cachedContent": None}
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 _MISSING_SIGNATURE = ("Function call is missing a thought_signature in functionCall parts. This is required for "
@@ -79,24 +75,6 @@ def google_error(status: int, gstatus: str | None = None, message: str | None = 
 
 def retry_info(seconds: int) -> dict:
     return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{seconds}s"}
-
-
-def _sig_bytes(sig: Any) -> bytes | None:
-    if sig == BYPASS_SIGNATURE or not isinstance(sig, str):
-        return str(sig).encode()
-    try:
-        return base64.urlsafe_b64decode(sig.replace("+", "-").replace("/", "_") + "=" * (-len(sig) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _norm(value: Any) -> Any:
-    """Compare thought signatures by their bytes: google-genai re-encodes them as base64url."""
-    if isinstance(value, dict):
-        return {k: (_sig_bytes(v) if k == "thoughtSignature" else _norm(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_norm(v) for v in value]
-    return value
 
 
 def _frame(obj: dict) -> bytes:
@@ -172,7 +150,7 @@ class Generate:
         count = self.candidates or config.get("candidateCount") or 1
         for part in self.parts:
             if part.get("thoughtSignature"):
-                fake.signatures.add(_sig_bytes(part["thoughtSignature"]))
+                fake.signatures.add(sig_bytes(part["thoughtSignature"]))
         bodies = self.responses(self.model_version or received.model or "", count, received.stream)
         for body in bodies:
             fake.vet(body)
@@ -221,7 +199,7 @@ class FakeGemini(FakeVendor):
         return {"type": "gemini", "base_url": self.base_url(upstream), "keys": [{"value": SECRET}],
                 "max_retries": 0, **overrides}
 
-    def default(self) -> Generate:
+    def default(self, received: Received) -> Generate:
         return Generate()
 
     def vet(self, body: dict) -> None:
@@ -243,7 +221,7 @@ class FakeGemini(FakeVendor):
         return await self.dispatch(request, received)
 
     # -- what the real API would refuse ---------------------------------------------------------
-    def check(self, received: Received) -> None:
+    async def check(self, request: web.Request, received: Received) -> None:
         if "key" in received.query:
             _reject("the API key was sent in the URL (it would leak into logs and error messages)")
         if received.headers.get("x-goog-api-key") not in self.keys:
@@ -253,31 +231,17 @@ class FakeGemini(FakeVendor):
                 google_error(400, message="API key not valid. Please pass a valid API key.", details=details), 400))
         if received.stream and received.query.get("alt") != "sse":
             _reject("streamGenerateContent without alt=sse answers a JSON array, not SSE")
-        body = received.body
-        if not isinstance(body, dict):
-            _reject("body is not a JSON object")
-        unknown = set(body) - set(_TOP_LEVEL)
-        if unknown:
-            _reject(f'Invalid JSON payload received. Unknown name "{sorted(unknown)[0]}": Cannot find field.')
-        contents = body.get("contents")
-        if not isinstance(contents, list) or not contents:
-            _reject("* GenerateContentRequest.contents: contents is not specified")
-        for key, model in _TOP_LEVEL.items():
-            if key in body and model is not None:
-                for item in body[key] if isinstance(body[key], list) else [body[key]]:
-                    _roundtrip(model, item, key)
-        for i, content in enumerate(contents):
-            _roundtrip(types.Content, content, f"contents[{i}]")
-            if content.get("role") not in ("user", "model") or not content.get("parts"):
-                _reject(f"contents[{i}]: role must be user or model and parts must not be empty")
-        self._check_calls(contents, received.model or "")
+        problems = generate_content_problems(received.body)
+        if problems:
+            _reject("; ".join(problems))
+        self._check_calls(received.body["contents"], received.model or "")
 
     def _check_calls(self, contents: list[dict], model: str) -> None:
         for i, content in enumerate(contents):
             calls = [p for p in content["parts"] if "functionCall" in p]
             for p in content["parts"]:
                 sig = p.get("thoughtSignature")
-                if sig is not None and _sig_bytes(sig) not in self.signatures and sig != BYPASS_SIGNATURE:
+                if sig is not None and sig_bytes(sig) not in self.signatures and sig != BYPASS_SIGNATURE:
                     _reject(f"contents[{i}]: Corrupted thought signature.")
             if not calls or content["role"] != "model":
                 continue
@@ -288,16 +252,6 @@ class FakeGemini(FakeVendor):
             if names != Counter(p["functionCall"]["name"] for p in calls):
                 _reject(f"contents[{i + 1}]: Please ensure that the number of function response parts is equal "
                         "to the number of function call parts of the function call turn.")
-
-
-def _roundtrip(model: type, obj: Any, where: str) -> None:
-    try:
-        parsed = model.model_validate_json(orjson.dumps(obj))
-    except pydantic.ValidationError as exc:
-        _reject(f"{where}: not a valid {model.__name__}: {exc}")
-    back = parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if _norm(back) != _norm(obj):
-        _reject(f"{where}: {model.__name__} does not round-trip (a field is misnamed or mistyped): {obj}")
 
 
 def _reject(problem: str) -> None:

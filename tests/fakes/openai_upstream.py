@@ -4,10 +4,11 @@ One aiohttp server stands in for any number of upstreams: upstream `name` lives 
 `/{name}/v1/...`, so a router provider points at `fake.base_url(name)`. For each (upstream,
 endpoint) a test queues behaviours; each request takes the next one, and when the queue is empty
 the default (a plain success) answers. Every request is recorded (`fake.requests`, `fake.calls()`)
-so tests can assert what the router sent; `check_chat_request` validates a recorded chat body with
-the openai SDK's own param types. `fake.aborted` is set when a behaviour is cut short because the
-router hung up (a cancelled handler or a failed write); `fake.completed` counts behaviours that
-ran to the end. A "refused" upstream is not served here: use a free port nobody listens on.
+so tests can assert what the router sent; `check_chat_request` (from `support.vendor_schemas`)
+validates a recorded chat body with the openai SDK's own param types. `fake.aborted` is set when a
+behaviour is cut short because the router hung up (a cancelled handler or a failed write);
+`fake.completed` counts behaviours that ran to the end (see `fakes.base`). A "refused" upstream is
+not served here: use a free port nobody listens on.
 
 Behaviours:
   Reply(...)            success; JSON, or an SSE stream when the request says `stream: true`
@@ -30,18 +31,15 @@ import asyncio
 import base64
 import struct
 import time
-from collections import defaultdict, deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
-from openai.types.chat.completion_create_params import (
-    CompletionCreateParamsNonStreaming,
-    CompletionCreateParamsStreaming,
-)
-from pydantic import TypeAdapter
+from support.vendor_schemas import check_chat_request as check_chat_request  # re-exported: tests import it here
+
+from .base import Drop as Drop  # re-exported with the other behaviours
+from .base import FakeVendor, json_response, send_body, split, vector, words
 
 SECRET = "sk-SECRET-123"  # the provider key routers are configured with for the fake; must never leak
 CHAT = "chat/completions"
@@ -53,34 +51,6 @@ DEFAULT_USAGE = {
     "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
                                   "rejected_prediction_tokens": 0},
 }
-
-
-_CHAT_PARAMS = {False: (CompletionCreateParamsNonStreaming, TypeAdapter(CompletionCreateParamsNonStreaming)),
-                True: (CompletionCreateParamsStreaming, TypeAdapter(CompletionCreateParamsStreaming))}
-
-
-def check_chat_request(body: Any) -> None:
-    """Raise unless `body` is a valid OpenAI chat request per the openai SDK's own param types.
-
-    The SDK's TypedDicts ignore unknown keys and validate `Iterable` members lazily, so unknown
-    keys are checked here and every lazy iterator is drained to run its validation.
-    """
-    if not isinstance(body, dict):
-        raise ValueError(f"chat request body is not a JSON object: {body!r:.100}")
-    cls, adapter = _CHAT_PARAMS[body.get("stream") is True]
-    unknown = set(body) - (cls.__required_keys__ | cls.__optional_keys__)
-    if unknown:
-        raise ValueError(f"keys OpenAI does not accept: {sorted(unknown)}")
-    _drain(adapter.validate_python(body))
-
-
-def _drain(value: Any) -> None:
-    if isinstance(value, dict):
-        for item in value.values():
-            _drain(item)
-    elif isinstance(value, list | tuple | Iterator):
-        for item in value:
-            _drain(item)
 
 
 @dataclass
@@ -164,21 +134,22 @@ class Reply:
             out.append(chunk(i, {"role": "assistant", "content": "" if not self.tool_calls else None,
                                  "refusal": None}))
             if self.text and not self.tool_calls:
-                out.extend(chunk(i, {"content": p}) for p in self.pieces or _split(self.text))
+                out.extend(chunk(i, {"content": p}) for p in self.pieces or words(self.text))
             for k, call in enumerate(self._calls()):
                 fn = call["function"]
                 out.append(chunk(i, {"tool_calls": [{"index": k, "id": call["id"], "type": "function",
                                                      "function": {"name": fn["name"], "arguments": ""}}]}))
                 out.extend(chunk(i, {"tool_calls": [{"index": k, "function": {"arguments": p}}]})
-                           for p in _fragments(fn["arguments"], self.arg_pieces))
+                           for p in split(fn["arguments"], self.arg_pieces))
             out.append(chunk(i, {}, self._finish()))
         if include_usage and self.usage is not None:
             out.append(_dumps({**base, "choices": [], "usage": self.usage}))
         return out
 
-    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.StreamResponse:
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, received: Received) -> web.StreamResponse:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        body = received.body
         model = self.model or (body.get("model") if isinstance(body, dict) else None) or "gpt-4o-mini"
         if not (isinstance(body, dict) and body.get("stream") is True):
             return web.json_response(self.completion(model), dumps=lambda o: orjson.dumps(o).decode())
@@ -191,33 +162,12 @@ class Reply:
             events, tail = events[:self.error_after], [_dumps({"error": self.error})]
         if self.malformed_after is not None:
             events.insert(self.malformed_after, MALFORMED_EVENT)
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
-        await resp.prepare(request)
-        for i, event in enumerate([*events, *tail]):
-            if i == self.stall_after:
-                await asyncio.sleep(self.stall_s)
-            await resp.write(event)
-            if self.chunk_delay_s:
-                await asyncio.sleep(self.chunk_delay_s)
-        if self.cut_after is not None and self.abort:
-            assert request.transport is not None
-            request.transport.close()  # no terminating chunk: the client sees a broken body
-            return resp
-        await resp.write_eof()
-        return resp
+        pauses = {self.stall_after: self.stall_s} if self.stall_after is not None else None
+        return await send_body(request, [*events, *tail], delay_s=self.chunk_delay_s, pauses=pauses,
+                               abort=self.cut_after is not None and self.abort)
 
 
 MALFORMED_EVENT = b'data: {"id": "chatcmpl-fake123", "choices": [{"delta": {"content": "oops\n\n'
-
-
-def _split(text: str) -> list[str]:
-    words = text.split(" ")
-    return [w + " " for w in words[:-1]] + [words[-1]]
-
-
-def _fragments(s: str, count: int) -> list[str]:
-    size = max(1, -(-len(s) // max(1, count)))
-    return [s[i:i + size] for i in range(0, len(s), size)] or [""]
 
 
 @dataclass
@@ -233,7 +183,7 @@ class Fail:
     retry_after_ms: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
-    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.Response:
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, received: Received) -> web.Response:
         etype = self.type or ("invalid_request_error" if self.status < 500 else "server_error")
         if self.status == 429 and self.type is None:
             etype = "requests"
@@ -243,8 +193,7 @@ class Fail:
         if self.retry_after_ms is not None:
             headers["retry-after-ms"] = self.retry_after_ms
         error = {"message": self.message, "type": etype, "param": self.param, "code": self.code}
-        return web.Response(status=self.status, body=orjson.dumps({"error": error}),
-                            content_type="application/json", headers=headers)
+        return json_response({"error": error}, self.status, headers)
 
 
 HTML_PAGE = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
@@ -256,7 +205,7 @@ HTML_PAGE = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\
 class Html:
     status: int = 502
 
-    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.Response:
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, received: Received) -> web.Response:
         return web.Response(status=self.status, text=HTML_PAGE, content_type="text/html")
 
 
@@ -264,20 +213,9 @@ class Html:
 class Truncated:
     """200 whose JSON body stops half-way (Content-Length matches, so the transfer is complete)."""
 
-    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.Response:
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, received: Received) -> web.Response:
         full = orjson.dumps(Reply().completion("gpt-4o-mini"))
         return web.Response(status=200, body=full[:len(full) // 2], content_type="application/json")
-
-
-@dataclass
-class Drop:
-    """Close the connection before sending any header."""
-
-    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.StreamResponse:
-        assert request.transport is not None
-        request.transport.close()
-        await asyncio.sleep(10)  # cancelled when the server notices the closed connection
-        raise AssertionError("Drop: the handler was not cancelled")
 
 
 @dataclass
@@ -288,41 +226,33 @@ class Gate:
     then: Any = field(default_factory=Reply)
     timeout_s: float = 10.0
 
-    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.StreamResponse:
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, received: Received) -> web.StreamResponse:
         async with asyncio.timeout(self.timeout_s):
             await self.open.wait()
-        return await self.then(fake, request, body)
+        return await self.then(fake, request, received)
 
 
 @dataclass
 class Embeddings:
     dims: int = 4
 
-    async def __call__(self, fake: FakeOpenAI, request: web.Request, body: Any) -> web.Response:
+    async def __call__(self, fake: FakeOpenAI, request: web.Request, received: Received) -> web.Response:
+        body = received.body
         inputs = body.get("input")
         inputs = [inputs] if isinstance(inputs, str) else inputs
         data = []
         for i, _ in enumerate(inputs):
-            vector = [round(0.1 * (i + 1) + 0.01 * d, 4) for d in range(self.dims)]
-            value: Any = vector
+            value: Any = vector(i, self.dims)
             if body.get("encoding_format") == "base64":
-                value = base64.b64encode(struct.pack(f"<{self.dims}f", *vector)).decode()
+                value = base64.b64encode(struct.pack(f"<{self.dims}f", *value)).decode()
             data.append({"object": "embedding", "index": i, "embedding": value})
         out = {"object": "list", "data": data, "model": body.get("model"),
                "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)}}
-        return web.Response(body=orjson.dumps(out), content_type="application/json")
+        return json_response(out)
 
 
-class FakeOpenAI:
-    """The scripted server. Build the app with `app()`, serve it, then set `url`."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.requests: list[Received] = []
-        self.aborted = asyncio.Event()  # set when the router hangs up while a behaviour is still answering
-        self.completed = 0  # behaviours that ran to the end
-        self.aborts: list[str] = []  # the upstream of each behaviour cut short by a hang-up
-        self._queues: dict[tuple[str, str], deque] = defaultdict(deque)
+class FakeOpenAI(FakeVendor):
+    """The scripted server: queues per (upstream, endpoint); no request checks (see `check_chat_request`)."""
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -337,6 +267,11 @@ class FakeOpenAI:
         return {"type": "openai", "base_url": self.base_url(upstream), "keys": [{"value": SECRET}],
                 "max_retries": 0, **overrides}
 
+    @property
+    def aborts(self) -> list[str]:
+        """The upstream of each behaviour cut short by a hang-up."""
+        return [r.upstream for r in self.cut_short]
+
     def queue(self, upstream: str, *behaviours: Any, endpoint: str = CHAT) -> None:
         """Answer the next requests to `upstream`'s `endpoint` with these behaviours, in order."""
         self._queues[(upstream, endpoint)].extend(behaviours)
@@ -345,29 +280,17 @@ class FakeOpenAI:
         return [r for r in self.requests
                 if (upstream is None or r.upstream == upstream) and (endpoint is None or r.endpoint == endpoint)]
 
+    def queue_key(self, received: Received) -> tuple[str, str]:
+        return received.upstream, received.endpoint
+
+    def default(self, received: Received) -> Any:
+        if received.endpoint == EMBEDDINGS:
+            return Embeddings()
+        if received.endpoint == CHAT:
+            return Reply()
+        return Fail(404, f"Invalid URL (POST /v1/{received.endpoint})", code="unknown_url")
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         upstream, endpoint = request.match_info["upstream"], request.match_info["endpoint"]
-        raw = await request.read()
-        try:
-            body: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw
-        self.requests.append(Received(upstream, endpoint, request.method, request.path,
-                                      dict(request.headers), body))
-        queue = self._queues[(upstream, endpoint)]
-        if queue:
-            behaviour = queue.popleft()
-        elif endpoint == EMBEDDINGS:
-            behaviour = Embeddings()
-        elif endpoint == CHAT:
-            behaviour = Reply()
-        else:
-            behaviour = Fail(404, f"Invalid URL (POST /v1/{endpoint})", code="unknown_url")
-        try:
-            resp = await behaviour(self, request, body)
-        except (asyncio.CancelledError, ConnectionError):
-            self.aborts.append(upstream)
-            self.aborted.set()
-            raise
-        self.completed += 1
-        return resp
+        return await self.dispatch(request, Received(upstream, endpoint, request.method, request.path,
+                                                     dict(request.headers), await self.read_body(request)))

@@ -20,21 +20,15 @@ from urllib.parse import quote, urlsplit
 import orjson
 import pytest
 from openai.types import CreateEmbeddingResponse
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
+from support.openai_chunks import assemble, feed
+from support.vendor_schemas import BEDROCK_RUNTIME, converse_request_problems, shape_problems
 
 from providers.base import ProviderSettings
 from providers.bedrock import BedrockProvider
 from providers.bedrock_request import JSON_TOOL
 from providers.errors import ErrorKind, UpstreamError
 from providers.eventstream import encode_frame, event_frame, exception_frame
-
-try:  # botocore is an optional extra: without it the schema checks (only) are skipped
-    import botocore.session
-    from botocore.validate import ParamValidator
-
-    SERVICE = botocore.session.get_session().get_service_model("bedrock-runtime")
-except ImportError:  # pragma: no cover
-    SERVICE = None
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bedrock"
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -55,46 +49,11 @@ def make(**kwargs) -> BedrockProvider:
     return BedrockProvider(ProviderSettings(name="bedrock", type="bedrock", **kwargs))
 
 
-# -- schema validation --------------------------------------------------------------------------
-def _prepare(value, shape, path: str, problems: list[str]):
-    """Apply the rules ParamValidator skips (enum, pattern, max length) and decode base64 blobs."""
-    if shape is None or shape.metadata.get("document"):
-        return value
-    kind = shape.type_name
-    if kind == "structure" and isinstance(value, dict):
-        return {k: _prepare(v, shape.members.get(k), f"{path}.{k}", problems) for k, v in value.items()}
-    if kind == "list" and isinstance(value, list):
-        return [_prepare(v, shape.member, f"{path}[{i}]", problems) for i, v in enumerate(value)]
-    if kind == "string" and isinstance(value, str):
-        meta = shape.metadata
-        if meta.get("enum") and value not in meta["enum"]:
-            problems.append(f"{path}: {value!r} not in {meta['enum']}")
-        if meta.get("pattern") and path != ".modelId" and not re.fullmatch(meta["pattern"], value):
-            problems.append(f"{path}: {value!r} does not match {meta['pattern']}")
-        if meta.get("max") is not None and len(value) > meta["max"]:
-            problems.append(f"{path}: longer than {meta['max']}")
-    if kind == "blob" and isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
-        except ValueError:
-            problems.append(f"{path}: blob is not base64")
-    return value
-
-
-def schema_problems(params: dict, shape) -> list[str]:
-    problems: list[str] = []
-    prepared = _prepare(params, shape, "", problems)
-    report = ParamValidator().validate(prepared, shape)
-    if report.has_errors():
-        problems.append(report.generate_report())
-    return problems
-
-
+# -- schema validation (skipped without botocore, an optional extra) -----------------------------
 def assert_valid_converse(body: dict, *, stream: bool = False, model_id: str = CLAUDE) -> None:
-    if SERVICE is None:
+    if BEDROCK_RUNTIME is None:
         return
-    shape = SERVICE.operation_model("ConverseStream" if stream else "Converse").input_shape
-    problems = schema_problems({"modelId": model_id, **body}, shape)
+    problems = converse_request_problems(body, model_id, stream=stream)
     assert not problems, "\n".join(problems)
 
 
@@ -121,39 +80,12 @@ def frames(events: list) -> bytes:
 
 
 def run_stream(data: bytes, provider: BedrockProvider | None = None) -> list[dict]:
-    stream = (provider or make()).chat_stream(CLAUDE)
-    chunks: list[dict] = []
-    for i in range(len(data)):  # one byte at a time: every frame is split everywhere
-        chunks += stream.feed(data[i:i + 1])
-    chunks += stream.close()
-    for chunk in chunks:
-        ChatCompletionChunk.model_validate(chunk)
-    return chunks
-
-
-def assemble(chunks: list[dict]) -> dict:
-    content, reasoning, calls, finish, usage, roles = "", "", {}, None, None, []
-    for chunk in chunks:
-        if chunk.get("usage"):
-            usage = chunk["usage"]
-        for choice in chunk["choices"]:
-            delta = choice["delta"]
-            if "role" in delta:
-                roles.append(delta["role"])
-            content += delta.get("content") or ""
-            reasoning += delta.get("reasoning_content") or ""
-            for call in delta.get("tool_calls") or []:
-                slot = calls.setdefault(call["index"], {"id": None, "name": "", "arguments": ""})
-                slot["id"] = call.get("id") or slot["id"]
-                slot["name"] += (call.get("function") or {}).get("name") or ""
-                slot["arguments"] += (call.get("function") or {}).get("arguments") or ""
-            finish = choice.get("finish_reason") or finish
-    return {"content": content, "reasoning": reasoning, "calls": calls, "finish": finish, "usage": usage,
-            "roles": roles}
+    # one byte at a time: every frame is split everywhere
+    return feed((provider or make()).chat_stream(CLAUDE), data, step=1)
 
 
 # -- the validators themselves ------------------------------------------------------------------
-@pytest.mark.skipif(SERVICE is None, reason="botocore not installed")
+@pytest.mark.skipif(BEDROCK_RUNTIME is None, reason="botocore not installed")
 @pytest.mark.parametrize("bad", [
     {"messages": [{"role": "tool", "content": [{"text": "x"}]}]},
     {"messages": [{"role": "user", "content": [{"txt": "x"}]}]},
@@ -167,24 +99,24 @@ def assemble(chunks: list[dict]) -> dict:
     {"messages": [{"role": "user", "content": [{"text": "x"}]}], "inferenceConfig": {"max_tokens": 5}},
 ])
 def test_converse_validator_catches_malformed_bodies(bad):
-    shape = SERVICE.operation_model("Converse").input_shape
-    assert schema_problems({"modelId": CLAUDE, **bad}, shape)
+    shape = BEDROCK_RUNTIME.operation_model("Converse").input_shape
+    assert shape_problems({"modelId": CLAUDE, **bad}, shape)
 
 
-@pytest.mark.skipif(SERVICE is None, reason="botocore not installed")
+@pytest.mark.skipif(BEDROCK_RUNTIME is None, reason="botocore not installed")
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("converse_*.json")))
 def test_golden_converse_responses_match_the_service_model(name):
-    shape = SERVICE.operation_model("Converse").output_shape
-    assert not schema_problems(fixture(name), shape)
+    shape = BEDROCK_RUNTIME.operation_model("Converse").output_shape
+    assert not shape_problems(fixture(name), shape)
 
 
-@pytest.mark.skipif(SERVICE is None, reason="botocore not installed")
+@pytest.mark.skipif(BEDROCK_RUNTIME is None, reason="botocore not installed")
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("stream_*.json")))
 def test_golden_stream_events_match_the_service_model(name):
-    union = SERVICE.shape_for("ConverseStreamOutput")
+    union = BEDROCK_RUNTIME.shape_for("ConverseStreamOutput")
     for event, payload in fixture(name):
         payload = {k: v for k, v in payload.items() if k != "p"}  # opaque padding Bedrock adds
-        assert not schema_problems(payload, union.members[event]), (event, payload)
+        assert not shape_problems(payload, union.members[event]), (event, payload)
 
 
 def test_botocore_is_installed_for_schema_checks():

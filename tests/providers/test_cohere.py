@@ -9,26 +9,31 @@ literal enums all fail. Responses are validated with the openai SDK's types; the
 
 from __future__ import annotations
 
-import inspect
 import json
-import typing
 from pathlib import Path
 
 import orjson
+import pydantic
 import pytest
 from openai.types import CreateEmbeddingResponse
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
+from support.openai_chunks import assemble, feed
+from support.vendor_schemas import (
+    RawV2Client,
+    cohere_chat_problems,
+    cohere_embed_problems,
+    cohere_extras,
+    cohere_sdk_problems,
+)
 
 from providers.base import ProviderSettings
 from providers.cohere import CohereProvider
 from providers.errors import ErrorKind, UpstreamError
 
 try:  # the cohere SDK is a test-only dependency; without it the schema checks (only) are skipped
-    import pydantic
-    from cohere.v2.raw_client import RawV2Client
     from cohere.v2.types import V2ChatResponse, V2ChatStreamResponse
 except ImportError:  # pragma: no cover
-    RawV2Client = None
+    V2ChatResponse = V2ChatStreamResponse = None
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cohere"
 MODEL = "command-a-03-2025"
@@ -45,52 +50,12 @@ def fixture(name: str):
     return json.loads((FIXTURES / name).read_text())
 
 
-# -- schema validation --------------------------------------------------------------------------
-def _strict(tp):
-    """Fern types accept `Union[Literal[...], Any]` for forward compatibility; drop the `Any`."""
-    if typing.get_origin(tp) is typing.Union:
-        args = typing.get_args(tp)
-        kept = tuple(_strict(a) for a in args if a is not typing.Any)
-        if len(kept) != len(args):
-            return typing.Union[kept]  # noqa: UP007 - built from a runtime tuple
-    return tp
-
-
-def _extras(value, path: str) -> list[str]:
-    if isinstance(value, pydantic.BaseModel):
-        found = [f"{path}.{key}" for key in (value.__pydantic_extra__ or {})]
-        for name in type(value).model_fields:
-            found += _extras(getattr(value, name), f"{path}.{name}")
-        return found
-    if isinstance(value, list | tuple):
-        return [p for i, v in enumerate(value) for p in _extras(v, f"{path}[{i}]")]
-    return []
-
-
-def cohere_problems(body: dict, method) -> list[str]:
-    hints = typing.get_type_hints(method, include_extras=True)
-    params = inspect.signature(method).parameters
-    problems = [f"unknown member {name!r}" for name in body
-                if name not in hints or name in ("request_options", "return")]
-    problems += [f"missing required {name!r}" for name, p in params.items()
-                 if name != "self" and p.default is inspect.Parameter.empty and name not in body]
-    for name, value in body.items():
-        if name not in hints:
-            continue
-        try:
-            parsed = pydantic.TypeAdapter(_strict(hints[name])).validate_python(value, strict=True)
-        except pydantic.ValidationError as exc:
-            problems.append(f"{name}: {exc}")
-            continue
-        problems += _extras(parsed, name)
-    return problems
-
-
+# -- schema validation (skipped without the cohere SDK) ------------------------------------------
 def assert_valid_chat(body: dict) -> None:
     if RawV2Client is None:
         return
-    assert isinstance(body.pop("stream"), bool)  # `stream` is set by the SDK method itself
-    problems = cohere_problems(body, RawV2Client.chat)
+    assert isinstance(body.get("stream"), bool)  # always sent (the SDK method sets it itself)
+    problems = cohere_chat_problems(body)
     assert not problems, "\n".join(problems)
 
 
@@ -109,35 +74,7 @@ def response(data: dict, model: str = MODEL) -> dict:
 
 
 def run_stream(data: bytes) -> list[dict]:
-    stream = make().chat_stream(MODEL)
-    chunks: list[dict] = []
-    for i in range(len(data)):
-        chunks += stream.feed(data[i:i + 1])
-    chunks += stream.close()
-    for chunk in chunks:
-        ChatCompletionChunk.model_validate(chunk)
-    return chunks
-
-
-def assemble(chunks: list[dict]) -> dict:
-    content, reasoning, calls, finish, usage, roles = "", "", {}, None, None, []
-    for chunk in chunks:
-        if chunk.get("usage"):
-            usage = chunk["usage"]
-        for choice in chunk["choices"]:
-            delta = choice["delta"]
-            if "role" in delta:
-                roles.append(delta["role"])
-            content += delta.get("content") or ""
-            reasoning += delta.get("reasoning_content") or ""
-            for call in delta.get("tool_calls") or []:
-                slot = calls.setdefault(call["index"], {"id": None, "name": "", "arguments": ""})
-                slot["id"] = call.get("id") or slot["id"]
-                slot["name"] += (call.get("function") or {}).get("name") or ""
-                slot["arguments"] += (call.get("function") or {}).get("arguments") or ""
-            finish = choice.get("finish_reason") or finish
-    return {"content": content, "reasoning": reasoning, "calls": calls, "finish": finish, "usage": usage,
-            "roles": roles}
+    return feed(make().chat_stream(MODEL), data, step=1)
 
 
 def sse_events(text: str) -> list[dict]:
@@ -161,14 +98,14 @@ needs_sdk = pytest.mark.skipif(RawV2Client is None, reason="cohere SDK not insta
     {"messages": [{"role": "user", "content": "x"}]},
 ])
 def test_validator_catches_malformed_bodies(bad):
-    assert cohere_problems(bad, RawV2Client.chat)
+    assert cohere_sdk_problems(bad, RawV2Client.chat)
 
 
 @needs_sdk
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("chat_*.json")))
 def test_golden_responses_match_the_sdk_types(name):
     parsed = pydantic.TypeAdapter(V2ChatResponse).validate_python(fixture(name))
-    assert not _extras(parsed, name)
+    assert not cohere_extras(parsed, name)
 
 
 @needs_sdk
@@ -514,7 +451,7 @@ def test_embeddings():
     assert body == {"model": "embed-v4.0", "texts": ["hello", "goodbye"], "input_type": "search_document",
                     "embedding_types": ["float"], "output_dimension": 512}
     if RawV2Client is not None:
-        assert not cohere_problems(body, RawV2Client.embed)
+        assert not cohere_embed_problems(body)
     single = orjson.loads(provider.embeddings_request({"input": "q", "input_type": "search_query"},
                                                       "embed-english-v3.0", "k").body)
     assert single["texts"] == ["q"] and single["input_type"] == "search_query"

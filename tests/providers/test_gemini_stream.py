@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import pytest
 from google.genai import types
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
+from support.openai_chunks import feed
 
 from providers.base import ProviderSettings
 from providers.errors import ErrorKind, UpstreamError
@@ -30,17 +31,7 @@ def provider() -> GeminiProvider:
 
 def run(data: bytes, step: int | None = None, model: str = "gemini-2.5-flash") -> list[dict]:
     """Feed a whole stream (or `step` bytes at a time) and close it; every chunk is SDK-validated."""
-    stream = provider().chat_stream(model)
-    chunks: list[dict] = []
-    if step is None:
-        chunks += stream.feed(data)
-    else:
-        for i in range(0, len(data), step):
-            chunks += stream.feed(data[i:i + step])
-    chunks += stream.close()
-    for chunk in chunks:
-        ChatCompletionChunk.model_validate(chunk)
-    return chunks
+    return feed(provider().chat_stream(model), data, step)
 
 
 def rebuild(chunks: list[dict]) -> dict:

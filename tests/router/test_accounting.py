@@ -13,17 +13,15 @@ from collections.abc import Iterable
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from router.accounting import Accountant, UsageRecord, store
 from router.accounting.record import utc_day
-from router.app import error_middleware
+from router.app import build_app
 from router.config import parse_config
 from router.config.schema import AccountingConfig, RedisConfig
 from router.gateway import GATEWAY
-from router.handlers.usage import usage
 from router.redis_conn import RedisConn
 
 DAYS = ("2025-01-30", "2025-01-31", "2025-02-01", "2025-02-02")
@@ -365,25 +363,15 @@ async def test_redis_cluster(redis_cluster):
 
 
 # -- GET /v1/usage (HTTP behaviour only) --------------------------------------------------------------
-class StandInGateway:
-    """Stands in for `router.gateway.Gateway` until the lead wires `accountant` into it: only the two
-    attributes the handler reads."""
-
-    def __init__(self, accountant: Accountant, admin_token: str | None) -> None:
-        self.accountant = accountant
-        auth = {"auth": {"admin_token": admin_token}} if admin_token is not None else {}
-        self.loaded = parse_config(auth)
-
-
 @pytest.fixture
 async def usage_api():
     servers: list[TestServer] = []
     session = aiohttp.ClientSession()
 
     async def start(accountant: Accountant, admin_token: str | None):
-        app = web.Application(middlewares=[error_middleware])
-        app[GATEWAY] = StandInGateway(accountant, admin_token)  # type: ignore[assignment]
-        app.router.add_get("/v1/usage", usage)
+        """The real app, serving the given accountant's totals."""
+        app = build_app(parse_config({"auth": {"admin_token": admin_token}} if admin_token else {}))
+        app[GATEWAY].accountant = accountant
         server = TestServer(app, host="127.0.0.1", port=0)
         await server.start_server()
         servers.append(server)
@@ -405,7 +393,7 @@ async def usage_api():
 async def test_usage_endpoint_auth_and_validation(usage_api):
     get = await usage_api(Accountant(None), "s3cret")
     status, body = await get(token=None)
-    assert status == 401 and body["error"]["code"] == "missing_admin_token"
+    assert status == 401 and body["error"]["code"] == "invalid_admin_token"
     status, body = await get(token="wrong")
     assert status == 401 and body["error"]["code"] == "invalid_admin_token"
     for query, param in (("?from=2025-1-1", "from"), ("?to=yesterday", "to"), ("?from=2025-02-30", "from"),

@@ -11,14 +11,24 @@ import json
 
 import openai
 import pytest
-from fakes.anthropic_upstream import Fail, FakeAnthropic, Message, redacted, text, thinking, tool_use
-from fakes.base import Stream, serving
+from fakes.anthropic_upstream import Fail, Message, redacted, text, thinking, tool_use
+from fakes.base import Stream
 from fakes.gemini_upstream import Fail as GeminiFail
-from fakes.gemini_upstream import FakeGemini
 from fakes.openai_upstream import SECRET
 from genai_prices import Usage, calc_price
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
+from support.vendor_chat import (
+    ask,
+    calls_of,
+    collect,
+    extra,
+    finish,
+    finish_reason,
+    read_until_error,
+    status_error,
+    streamed_text,
+    trail,
+)
 
 HAIKU = "claude-haiku-4-5"
 M = f"claude/{HAIKU}"
@@ -32,61 +42,12 @@ TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
 
 
 @pytest.fixture
-async def anthropic():
-    async with serving(FakeAnthropic()) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def gemini():
-    async with serving(FakeGemini()) as fake:
-        yield fake
-
-
-@pytest.fixture
 async def client(anthropic, gemini, make_router, openai_client):
     providers = {"claude": anthropic.provider("claude", models=[HAIKU, "claude-sonnet-4-5"]),
                  "backup": anthropic.provider("backup"),
                  "tooly": anthropic.provider("tooly", options={"structured_output": "tool"}),
                  "gem": gemini.provider("gem", models=["gemini-2.5-flash"])}
     return openai_client(await make_router({"providers": providers}))
-
-
-def extra(obj) -> dict:
-    return obj.model_extra["extra_fields"]
-
-
-def trail(extra_fields: dict) -> list[tuple[str, int]]:
-    return [(a["model"], a["status"]) for a in extra_fields["attempts"]]
-
-
-async def collect(client, **params) -> list:
-    stream = await client.chat.completions.create(stream=True, **params)
-    return [chunk async for chunk in stream]
-
-
-def streamed_text(chunks) -> str:
-    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-
-
-def finish(chunks) -> str | None:
-    return next((c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason), None)
-
-
-def calls_of(message) -> list[tuple[str, str, dict]]:
-    return [(c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []]
-
-
-async def ask(client, stream: bool, **params):
-    """(message, finish_reason, extra_fields) of one request, streamed through the SDK's helper or not."""
-    if not stream:
-        resp = await client.chat.completions.create(**params)
-        assert isinstance(resp, ChatCompletion)
-        return resp.choices[0].message, resp.choices[0].finish_reason, extra(resp)
-    async with client.chat.completions.stream(**params) as events:
-        chunks = [event.chunk async for event in events if event.type == "chunk"]
-        final = await events.get_final_completion()
-    return final.choices[0].message, final.choices[0].finish_reason, extra(chunks[-1])
 
 
 # -- the fake itself ------------------------------------------------------------------------------
@@ -246,10 +207,7 @@ async def test_finish_reasons(anthropic, client, stop_reason, expected, stream):
     content = [tool_use("get_weather", {"city": "Oslo"})] if stop_reason == "tool_use" else [text("Partial")]
     anthropic.queue("claude", Message(content=content, stop_reason=stop_reason))
     params = {"model": M, "messages": USER, "tools": [WEATHER]}
-    if stream:  # raw chunks: the SDK's stream helper raises on `length` and `content_filter` by design
-        assert finish(await collect(client, **params)) == expected
-    else:
-        assert (await client.chat.completions.create(**params)).choices[0].finish_reason == expected
+    assert await finish_reason(client, stream, **params) == expected
 
 
 # -- accounting -----------------------------------------------------------------------------------
@@ -285,10 +243,7 @@ ERRORS = [  # (vendor reply, client status, client error type)
 @pytest.mark.parametrize(("reply", "status", "etype"), ERRORS, ids=[f"{e[0].status}-{i}" for i, e in enumerate(ERRORS)])
 async def test_vendor_error_status_maps_to_client_status(anthropic, client, reply, status, etype, stream):
     anthropic.queue("claude", reply)
-    with pytest.raises(openai.APIStatusError) as info:
-        await (collect(client, model=M, messages=USER) if stream else
-               client.chat.completions.create(model=M, messages=USER))
-    err = info.value
+    err = await status_error(client, stream, model=M, messages=USER)
     assert err.status_code == status and err.body["type"] == etype
     assert (reply.message or "fake") in err.body["message"]
     assert trail(err.response.json()["extra_fields"]) == [(M, reply.status)]
@@ -323,13 +278,10 @@ async def test_stream_broken_after_content_ends_with_an_error(anthropic, client,
     anthropic.queue("claude", Message(content=[text("Hello there, friend")], **breakage))
     stream = await client.chat.completions.create(model=M, messages=USER, stream=True,
                                                   extra_body={"fallbacks": [f"backup/{HAIKU}"]})
-    seen = []
-    with pytest.raises(openai.APIError) as info:
-        async for chunk in stream:
-            seen.append(chunk)
+    seen, error = await read_until_error(stream)
     assert streamed_text(seen) and streamed_text(seen) != "Hello there, friend"
     if "error_after" in breakage:
-        assert "Overloaded" in str(info.value)
+        assert "Overloaded" in str(error)
     assert anthropic.calls("backup") == []
 
 

@@ -31,10 +31,17 @@ from fakes.bedrock_upstream import (
 )
 from fakes.cohere_upstream import API_KEY as COHERE_KEY
 from fakes.cohere_upstream import MODEL as COMMAND
-from fakes.cohere_upstream import FakeCohere
 from openai.types import CreateEmbeddingResponse
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel
+from support.vendor_chat import (
+    ask_dict,
+    ask_parsed,
+    read_until_error,
+    status_error,
+    streamed_text,
+    trail,
+    usage_and_extra,
+)
 
 from providers.bedrock_request import JSON_TOOL
 
@@ -49,22 +56,6 @@ TOOLS = [{"type": "function", "function": {
 
 
 @pytest.fixture
-async def bedrock():
-    fake = await FakeBedrock().start()
-    yield fake
-    await fake.close()
-    assert not fake.problems, fake.problems  # every body the router sent was one Bedrock accepts
-
-
-@pytest.fixture
-async def cohere():
-    fake = await FakeCohere().start()
-    yield fake
-    await fake.close()
-    assert not fake.problems, fake.problems
-
-
-@pytest.fixture
 async def url(bedrock, cohere, make_router) -> str:
     return await make_router({
         "providers": {"bedrock": bedrock.provider(), "cohere": cohere.provider(), "demo": {"type": "mock"}},
@@ -76,43 +67,9 @@ def client(url, openai_client) -> openai.AsyncOpenAI:
     return openai_client(url)
 
 
-async def collect(stream) -> tuple[list[ChatCompletionChunk], dict, str | None]:
-    """All chunks, the assistant message they add up to (as a client would send it back), the finish."""
-    chunks = [c async for c in stream]
-    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
-    text, calls, finish = "", {}, None
-    for chunk in chunks:
-        for choice in chunk.choices:
-            text += choice.delta.content or ""
-            for call in choice.delta.tool_calls or []:
-                slot = calls.setdefault(call.index, {"id": None, "type": "function",
-                                                     "function": {"name": "", "arguments": ""}})
-                slot["id"] = call.id or slot["id"]
-                slot["function"]["name"] += (call.function and call.function.name) or ""
-                slot["function"]["arguments"] += (call.function and call.function.arguments) or ""
-            finish = choice.finish_reason or finish
-    message: dict = {"role": "assistant", "content": text or None}
-    if calls:
-        message["tool_calls"] = [calls[i] for i in sorted(calls)]
-    return chunks, message, finish
-
-
 async def ask(client, stream: bool, **kwargs) -> tuple[dict, str | None, dict]:
-    """One chat call either way: (assistant message as received, finish reason, full extra_fields)."""
-    kwargs = {"model": M, "messages": USER, **kwargs}
-    if stream:
-        chunks, message, finish = await collect(await client.chat.completions.create(stream=True, **kwargs))
-        extra = chunks[-1].model_extra["extra_fields"]
-        assert chunks[0].model_extra["extra_fields"] == {"provider": extra["provider"], "model": extra["model"]}
-        return message, finish, extra
-    resp = await client.chat.completions.create(**kwargs)
-    assert isinstance(resp, ChatCompletion)
-    return (resp.choices[0].message.model_dump(exclude_unset=True), resp.choices[0].finish_reason,
-            resp.model_extra["extra_fields"])
-
-
-def trail(extra: dict) -> list[tuple[str, int]]:
-    return [(a["model"], a["status"]) for a in extra["attempts"]]
+    """`ask_dict` with this module's model and user turn by default."""
+    return await ask_dict(client, stream, **{"model": M, "messages": USER, **kwargs})
 
 
 # -- the fake can fail ----------------------------------------------------------------------------
@@ -222,13 +179,7 @@ class Person(BaseModel):
 @pytest.mark.parametrize("stream", [False, True])
 async def test_json_schema_output(client, bedrock, stream):
     bedrock.queue(CLAUDE, Reply(text=None, json_output={"name": "Ada Lovelace", "born": 1815}))
-    if stream:
-        schema = {"type": "json_schema", "json_schema": {"name": "Person", "schema": Person.model_json_schema()}}
-        message, finish, _ = await ask(client, True, response_format=schema)
-        person = Person.model_validate_json(message["content"])
-    else:
-        resp = await client.chat.completions.parse(model=M, messages=USER, response_format=Person)
-        person, finish = resp.choices[0].message.parsed, resp.choices[0].finish_reason
+    person, finish = await ask_parsed(client, stream, Person, model=M, messages=USER)
     assert person == Person(name="Ada Lovelace", born=1815) and finish == "stop"
     config = bedrock.calls()[0].body["toolConfig"]
     assert config["toolChoice"] == {"tool": {"name": JSON_TOOL}}
@@ -255,14 +206,7 @@ async def test_usage_with_cache_read_and_write_is_billed(client, bedrock, stream
     bedrock.queue(model, Reply(usage=usage))
     messages = [{"role": "system", "content": [{"type": "text", "text": "Long policy.",
                                                 "cache_control": {"type": "ephemeral"}}]}, *USER]
-    kwargs = {"model": f"bedrock/{model}", "messages": messages}
-    if stream:
-        chunks, _, _ = await collect(await client.chat.completions.create(
-            stream=True, stream_options={"include_usage": True}, **kwargs))
-        reported, extra = chunks[-1].usage, chunks[-1].model_extra["extra_fields"]
-    else:
-        resp = await client.chat.completions.create(**kwargs)
-        reported, extra = resp.usage, resp.model_extra["extra_fields"]
+    reported, extra = await usage_and_extra(client, stream, model=f"bedrock/{model}", messages=messages)
     assert (reported.prompt_tokens, reported.completion_tokens, reported.total_tokens) == (3324, 11, 3335)
     assert reported.prompt_tokens_details.cached_tokens == 2100
     billed = extra["billed_usage"]
@@ -315,9 +259,7 @@ async def test_malformed_output_is_a_failure_that_falls_back(client, bedrock, st
 async def test_vendor_error_maps_to_client_status(client, bedrock, stream, status, error_type, message,
                                                   client_status, kind):
     bedrock.queue(CLAUDE, Fail(status, error_type, message, retry_after="3" if status == 429 else None))
-    with pytest.raises(openai.APIStatusError) as info:
-        await client.chat.completions.create(model=M, messages=USER, stream=stream)
-    err = info.value
+    err = await status_error(client, stream, model=M, messages=USER)
     assert err.status_code == client_status and err.body["type"] == kind and message in err.message
     assert API_KEY not in err.response.text and "Traceback" not in err.response.text
     assert trail(err.response.json()["extra_fields"]) == [(M, status)]
@@ -416,11 +358,8 @@ async def test_stream_failure_after_content_ends_with_an_error_event(client, bed
     bedrock.queue(CLAUDE, failure)
     stream = await client.chat.completions.create(model=M, messages=USER, stream=True,
                                                   extra_body={"fallbacks": [f"cohere/{COMMAND}"]})
-    seen = []
-    with pytest.raises(openai.APIError):
-        async for chunk in stream:
-            seen.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
-    assert "".join(seen) == "one two "  # committed: no fallback, no silent [DONE]
+    seen, _ = await read_until_error(stream)
+    assert streamed_text(seen) == "one two "  # committed: no fallback, no silent [DONE]
     assert cohere.calls() == []
 
 
@@ -439,7 +378,8 @@ async def test_sigv4_signed_requests_verify_with_botocore(make_router, openai_cl
                 await client.chat.completions.create(model="bedrock/sonnet", messages=USER)
             assert info.value.status_code == 502 and "signature" in info.value.message
             assert "not-the-secret" not in info.value.response.text
-            assert fake.sigv4_verified == 0 and fake.problems == ["sigv4: signature mismatch"]
+            assert fake.sigv4_verified == 0 and [p.split(": ", 1)[1] for p in fake.problems] == [
+                "sigv4: signature mismatch"]
             return
         message, _, _ = await ask(client, False, model="bedrock/sonnet")
         message, _, _ = await ask(client, True, model="bedrock/sonnet")

@@ -17,20 +17,20 @@ import pytest
 pytest.importorskip("cohere", reason="the fake Cohere validates with the cohere SDK's types")
 
 from fakes.bedrock_upstream import API_KEY as BEDROCK_KEY
-from fakes.bedrock_upstream import CLAUDE, FakeBedrock
-from fakes.cohere_upstream import (
-    API_KEY,
-    EMBED_MODEL,
-    MODEL,
-    Fail,
-    FakeCohere,
-    Reply,
-    chat_problems,
-    embed_problems,
-)
+from fakes.bedrock_upstream import CLAUDE
+from fakes.cohere_upstream import API_KEY, EMBED_MODEL, MODEL, Fail, Reply, chat_problems
 from openai.types import CreateEmbeddingResponse
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel
+from support.vendor_chat import (
+    ask_dict,
+    ask_parsed,
+    read_until_error,
+    status_error,
+    streamed_text,
+    trail,
+    usage_and_extra,
+)
+from support.vendor_schemas import cohere_embed_problems as embed_problems
 
 M = f"cohere/{MODEL}"
 AYA = "c4ai-aya-expanse-32b"
@@ -43,68 +43,15 @@ TOOLS = [{"type": "function", "function": {
 
 
 @pytest.fixture
-async def cohere():
-    fake = await FakeCohere().start()
-    yield fake
-    await fake.close()
-    assert not fake.problems, fake.problems  # every body the router sent was one Cohere accepts
-
-
-@pytest.fixture
-async def bedrock():
-    fake = await FakeBedrock().start()
-    yield fake
-    await fake.close()
-    assert not fake.problems, fake.problems
-
-
-@pytest.fixture
 async def client(bedrock, cohere, make_router, openai_client) -> openai.AsyncOpenAI:
     return openai_client(await make_router({
         "providers": {"cohere": cohere.provider(), "bedrock": bedrock.provider(), "demo": {"type": "mock"}},
         "pricing": {f"cohere/{AYA}": PRICES}}))
 
 
-async def collect(stream) -> tuple[list[ChatCompletionChunk], dict, str | None]:
-    """All chunks, the assistant message they add up to (as a client would send it back), the finish."""
-    chunks = [c async for c in stream]
-    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
-    text, reasoning, calls, finish = "", "", {}, None
-    for chunk in chunks:
-        for choice in chunk.choices:
-            text += choice.delta.content or ""
-            reasoning += (choice.delta.model_extra or {}).get("reasoning_content") or ""
-            for call in choice.delta.tool_calls or []:
-                slot = calls.setdefault(call.index, {"id": None, "type": "function",
-                                                     "function": {"name": "", "arguments": ""}})
-                slot["id"] = call.id or slot["id"]
-                slot["function"]["name"] += (call.function and call.function.name) or ""
-                slot["function"]["arguments"] += (call.function and call.function.arguments) or ""
-            finish = choice.finish_reason or finish
-    message: dict = {"role": "assistant", "content": text or None}
-    if calls:
-        message["tool_calls"] = [calls[i] for i in sorted(calls)]
-    if reasoning:
-        message["reasoning_content"] = reasoning
-    return chunks, message, finish
-
-
 async def ask(client, stream: bool, **kwargs) -> tuple[dict, str | None, dict]:
-    """One chat call either way: (assistant message as received, finish reason, full extra_fields)."""
-    kwargs = {"model": M, "messages": USER, **kwargs}
-    if stream:
-        chunks, message, finish = await collect(await client.chat.completions.create(stream=True, **kwargs))
-        extra = chunks[-1].model_extra["extra_fields"]
-        assert chunks[0].model_extra["extra_fields"] == {"provider": extra["provider"], "model": extra["model"]}
-        return message, finish, extra
-    resp = await client.chat.completions.create(**kwargs)
-    assert isinstance(resp, ChatCompletion)
-    return (resp.choices[0].message.model_dump(exclude_unset=True), resp.choices[0].finish_reason,
-            resp.model_extra["extra_fields"])
-
-
-def trail(extra: dict) -> list[tuple[str, int]]:
-    return [(a["model"], a["status"]) for a in extra["attempts"]]
+    """`ask_dict` with this module's model and user turn by default."""
+    return await ask_dict(client, stream, **{"model": M, "messages": USER, **kwargs})
 
 
 # -- the fake can fail ----------------------------------------------------------------------------
@@ -213,13 +160,7 @@ class Person(BaseModel):
 @pytest.mark.parametrize("stream", [False, True])
 async def test_json_schema_output(client, cohere, stream):
     cohere.queue(Reply(text='{"name": "Ada Lovelace", "born": 1815}'))
-    if stream:
-        schema = {"type": "json_schema", "json_schema": {"name": "Person", "schema": Person.model_json_schema()}}
-        message, finish, _ = await ask(client, True, response_format=schema)
-        person = Person.model_validate_json(message["content"])
-    else:
-        resp = await client.chat.completions.parse(model=M, messages=USER, response_format=Person)
-        person, finish = resp.choices[0].message.parsed, resp.choices[0].finish_reason
+    person, finish = await ask_parsed(client, stream, Person, model=M, messages=USER)
     assert person == Person(name="Ada Lovelace", born=1815) and finish == "stop"
     sent = cohere.calls()[0].body["response_format"]
     assert sent["type"] == "json_object" and sent["json_schema"]["required"] == ["name", "born"]
@@ -241,14 +182,7 @@ async def test_stop_sequences(client, cohere, stream):
 async def test_usage_totals_are_the_billed_units(client, cohere, stream, model, cost):
     cohere.queue(Reply(usage={"billed_units": {"input_tokens": 30, "output_tokens": 20},
                               "tokens": {"input_tokens": 95, "output_tokens": 20}}))
-    kwargs = {"model": f"cohere/{model}", "messages": USER}
-    if stream:
-        chunks, _, _ = await collect(await client.chat.completions.create(
-            stream=True, stream_options={"include_usage": True}, **kwargs))
-        reported, extra = chunks[-1].usage, chunks[-1].model_extra["extra_fields"]
-    else:
-        resp = await client.chat.completions.create(**kwargs)
-        reported, extra = resp.usage, resp.model_extra["extra_fields"]
+    reported, extra = await usage_and_extra(client, stream, model=f"cohere/{model}", messages=USER)
     assert (reported.prompt_tokens, reported.completion_tokens, reported.total_tokens) == (30, 20, 50)
     billed = extra["billed_usage"]
     assert (billed["prompt_tokens"], billed["completion_tokens"], billed["total_tokens"]) == (30, 20, 50)
@@ -278,9 +212,8 @@ async def test_each_finish_reason(client, cohere, stream, reason, finish):
 @pytest.mark.parametrize(("reason", "status"), [("ERROR", 502), ("TIMEOUT", 504)])
 async def test_error_finish_reasons_are_failures(client, cohere, stream, reason, status):
     cohere.queue(Reply(text=None, finish_reason=reason, error="generation failed: internal"))
-    with pytest.raises(openai.APIStatusError) as info:
-        await client.chat.completions.create(model=M, messages=USER, stream=stream)
-    assert info.value.status_code == status and "generation" in info.value.message
+    err = await status_error(client, stream, model=M, messages=USER)
+    assert err.status_code == status and "generation" in err.message
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -302,9 +235,7 @@ async def test_error_finish_reasons_are_failures(client, cohere, stream, reason,
 ])
 async def test_vendor_error_maps_to_client_status(client, cohere, stream, status, message, client_status, kind):
     cohere.queue(Fail(status, message, retry_after="4" if status == 429 else None))
-    with pytest.raises(openai.APIStatusError) as info:
-        await client.chat.completions.create(model=M, messages=USER, stream=stream)
-    err = info.value
+    err = await status_error(client, stream, model=M, messages=USER)
     assert err.status_code == client_status and err.body["type"] == kind and message in err.message
     assert API_KEY not in err.response.text and "Traceback" not in err.response.text
     assert trail(err.response.json()["extra_fields"]) == [(M, status)]
@@ -376,9 +307,6 @@ async def test_stream_failure_after_content_ends_with_an_error_event(client, coh
     cohere.queue(failure)
     stream = await client.chat.completions.create(model=M, messages=USER, stream=True,
                                                   extra_body={"fallbacks": [f"bedrock/{CLAUDE}"]})
-    seen = []
-    with pytest.raises(openai.APIError):
-        async for chunk in stream:
-            seen.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
-    assert "".join(seen).startswith("one two")  # committed: no fallback, no silent [DONE]
+    seen, _ = await read_until_error(stream)
+    assert streamed_text(seen).startswith("one two")  # committed: no fallback, no silent [DONE]
     assert bedrock.calls() == []

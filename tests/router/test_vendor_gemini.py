@@ -7,19 +7,27 @@ invalid; every response is parsed into the openai SDK's types. Providers default
 
 from __future__ import annotations
 
-import base64
-import json
-
 import openai
 import pytest
 from fakes.anthropic_upstream import Fail as AnthropicFail
-from fakes.anthropic_upstream import FakeAnthropic
-from fakes.base import Stream, serving
-from fakes.gemini_upstream import BYPASS_SIGNATURE, Fail, FakeGemini, Generate, call, retry_info, text, thought
+from fakes.base import Stream
+from fakes.gemini_upstream import BYPASS_SIGNATURE, Fail, Generate, call, retry_info, text, thought
 from fakes.openai_upstream import SECRET
 from genai_prices import Usage, calc_price
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
+from support.vendor_chat import (
+    ask,
+    calls_of,
+    collect,
+    extra,
+    finish,
+    finish_reason,
+    read_until_error,
+    status_error,
+    streamed_text,
+    trail,
+)
+from support.vendor_schemas import sig_bytes
 
 FLASH = "gemini-2.5-flash"
 G3 = "gemini-3-flash-preview"  # signatures are mandatory on function calls
@@ -34,63 +42,10 @@ WEATHER = {"type": "function", "function": {
 
 
 @pytest.fixture
-async def gemini():
-    async with serving(FakeGemini()) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def anthropic():
-    async with serving(FakeAnthropic()) as fake:
-        yield fake
-
-
-@pytest.fixture
 async def client(gemini, anthropic, make_router, openai_client):
     providers = {"gem": gemini.provider("gem", models=[FLASH, G3]), "backup": gemini.provider("backup"),
                  "claude": anthropic.provider("claude", models=["claude-haiku-4-5"])}
     return openai_client(await make_router({"providers": providers}))
-
-
-def extra(obj) -> dict:
-    return obj.model_extra["extra_fields"]
-
-
-def trail(extra_fields: dict) -> list[tuple[str, int]]:
-    return [(a["model"], a["status"]) for a in extra_fields["attempts"]]
-
-
-def sig(value: str) -> bytes:
-    return base64.urlsafe_b64decode(value.replace("+", "-").replace("/", "_") + "=" * (-len(value) % 4))
-
-
-async def collect(client, **params) -> list:
-    stream = await client.chat.completions.create(stream=True, **params)
-    return [chunk async for chunk in stream]
-
-
-def streamed_text(chunks) -> str:
-    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-
-
-def finish(chunks) -> str | None:
-    return next((c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason), None)
-
-
-def calls_of(message) -> list[tuple[str, str, dict]]:
-    return [(c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []]
-
-
-async def ask(client, stream: bool, **params):
-    """(message, finish_reason, extra_fields) of one request, streamed through the SDK's helper or not."""
-    if not stream:
-        resp = await client.chat.completions.create(**params)
-        assert isinstance(resp, ChatCompletion)
-        return resp.choices[0].message, resp.choices[0].finish_reason, extra(resp)
-    async with client.chat.completions.stream(**params) as events:
-        chunks = [event.chunk async for event in events if event.type == "chunk"]
-        final = await events.get_final_completion()
-    return final.choices[0].message, final.choices[0].finish_reason, extra(chunks[-1])
 
 
 # -- the fake itself ------------------------------------------------------------------------------
@@ -186,7 +141,7 @@ async def test_two_step_tool_loop_round_trips_the_thought_signature(gemini, clie
     assert decl["name"] == "get_weather" and decl["parameters"]["properties"] == {"city": {"type": "STRING"}}
     model_turn, answer = two["contents"][1:]
     assert model_turn["role"] == "model" and model_turn["parts"][0]["functionCall"] == first["functionCall"]
-    assert sig(model_turn["parts"][0]["thoughtSignature"]) == sig(first["thoughtSignature"])
+    assert sig_bytes(model_turn["parts"][0]["thoughtSignature"]) == sig_bytes(first["thoughtSignature"]) is not None
     assert answer == {"role": "user", "parts": [
         {"functionResponse": {"name": "get_weather", "response": {"temp_c": 21}}}]}
 
@@ -204,7 +159,7 @@ async def test_parallel_calls_stream_equals_non_stream_and_replay(gemini, client
     await client.chat.completions.create(messages=[*USER, whole.to_dict(), *results], **params)
     model_turn, answer = gemini.bodies("gem")[2]["contents"][1:]
     assert [p["functionCall"]["args"]["city"] for p in model_turn["parts"]] == ["Paris", "London"]
-    assert sig(model_turn["parts"][0]["thoughtSignature"]) == sig(parts[0]["thoughtSignature"])
+    assert sig_bytes(model_turn["parts"][0]["thoughtSignature"]) == sig_bytes(parts[0]["thoughtSignature"]) is not None
     assert "thoughtSignature" not in model_turn["parts"][1]
     assert [p["functionResponse"]["response"] for p in answer["parts"]] == [{"output": "0"}, {"output": "1"}]
 
@@ -239,10 +194,7 @@ async def test_finish_reasons(gemini, client, reason, with_call, expected, strea
     parts = [call("get_weather", {"city": "Oslo"})] if with_call else [text("Partial")]
     gemini.queue("gem", Generate(parts=parts, finish_reason=reason))
     params = {"model": M, "messages": USER, "tools": [WEATHER]}
-    if stream:  # raw chunks: the SDK's stream helper raises on `length` and `content_filter` by design
-        assert finish(await collect(client, **params)) == expected
-    else:
-        assert (await client.chat.completions.create(**params)).choices[0].finish_reason == expected
+    assert await finish_reason(client, stream, **params) == expected
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -250,9 +202,8 @@ async def test_malformed_function_call_is_an_upstream_failure_that_falls_back(ge
     gemini.queue("gem", Generate(parts=[], finish_reason="MALFORMED_FUNCTION_CALL",
                                  finish_message="Malformed function call: print(default_api.get_weather("))
     params = {"model": M, "messages": USER, "tools": [WEATHER]}
-    with pytest.raises(openai.APIStatusError) as info:
-        await (collect(client, **params) if stream else client.chat.completions.create(**params))
-    assert info.value.status_code == 502 and info.value.body["code"] == "malformed_function_call"
+    err = await status_error(client, stream, **params)
+    assert err.status_code == 502 and err.body["code"] == "malformed_function_call"
     gemini.queue("gem", Generate(parts=[], finish_reason="MALFORMED_FUNCTION_CALL"))
     message, _, fields = await ask(client, stream, extra_body={"fallbacks": [f"backup/{FLASH}"]}, **params)
     assert message.content == "Hello from Gemini." and trail(fields) == [(M, 200), (f"backup/{FLASH}", 200)]
@@ -301,10 +252,7 @@ ERRORS = [  # (vendor reply, client status, client error type)
 @pytest.mark.parametrize(("reply", "status", "etype"), ERRORS, ids=[f"{e[0].status}-{i}" for i, e in enumerate(ERRORS)])
 async def test_vendor_error_status_maps_to_client_status(gemini, client, reply, status, etype, stream):
     gemini.queue("gem", reply)
-    with pytest.raises(openai.APIStatusError) as info:
-        await (collect(client, model=M, messages=USER) if stream else
-               client.chat.completions.create(model=M, messages=USER))
-    err = info.value
+    err = await status_error(client, stream, model=M, messages=USER)
     assert err.status_code == status and err.body["type"] == etype and reply.message in err.body["message"]
     assert trail(err.response.json()["extra_fields"]) == [(M, reply.status)]
     assert SECRET not in err.response.text and SECRET not in str(err.response.headers)
@@ -331,10 +279,7 @@ async def test_stream_broken_after_content_ends_with_an_error(gemini, client, br
     gemini.queue("gem", Generate(parts=[text("Hello there, my friend")], **breakage))
     stream = await client.chat.completions.create(model=M, messages=USER, stream=True,
                                                   extra_body={"fallbacks": [f"backup/{FLASH}"]})
-    seen = []
-    with pytest.raises(openai.APIError):
-        async for chunk in stream:
-            seen.append(chunk)
+    seen, _ = await read_until_error(stream)
     assert streamed_text(seen) and streamed_text(seen) != "Hello there, my friend"
     assert gemini.calls("backup") == []
 
