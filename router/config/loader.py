@@ -109,6 +109,9 @@ def parse_config(raw: object, environ: Mapping[str, str] | None = None) -> Loade
             problems.extend(_check_ref(target.model, f"{where}.targets[{i}].model", config, allow_alias=False))
         for i, ref in enumerate(spec.fallbacks):
             problems.extend(_check_ref(ref, f"{where}.fallbacks[{i}]", config, allow_alias=True))
+    if config.redis is not None and not config.redis.url.strip():
+        warnings.append("redis.url: empty; running without Redis (cache, accounting and limits in process)")
+        config = config.model_copy(update={"redis": None})
     if config.cache is not None and config.cache.backend == "redis" and config.redis is None:
         problems.append("cache.backend: 'redis' needs the redis section (redis.url)")
     if config.auth is not None:

@@ -137,7 +137,7 @@ class RedisConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        if not v.startswith(("redis://", "rediss://", "unix://")):
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):  # "" = unset: Redis off
             raise ValueError("must start with redis://, rediss:// or unix://")
         return v
 
