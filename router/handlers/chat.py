@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -13,12 +12,11 @@ from providers.tokens import count_messages
 
 from .. import extra_fields
 from ..cache import CHAT, CachedResponse
+from ..core import complete_chat
 from ..gateway import GATEWAY, Gateway
-from ..routing import Target
 from ..routing.chain import Call, ChainFailed
-from ..routing.fanout import complete_n, needs_fanout, without_n
+from ..routing.fanout import needs_fanout, without_n
 from ..routing.table import Plan
-from ..usage import billed_usage, estimate_usage
 from ..validation import parse_json_object, validate_chat
 from .chat_stream import stream_chat
 from .common import chain_failed, plan, read_body, upstream_body, wants_raw
@@ -52,43 +50,26 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 entry = slot.value
                 scope.cache_status = "hit"
             else:
-                response, fresh = await _upstream(gw, scope, call, targets, send_body, fan, body)
+                response, fresh = await _upstream(gw, scope, call, targets, send_body, fan)
                 if fresh is not None:
                     slot.publish(fresh)
                     await scope.store(key, fresh)
                 return response
     if entry is not None:
         return _serve_cached(gw, scope, call, entry)
-    response, fresh = await _upstream(gw, scope, call, targets, send_body, fan, body)
+    response, fresh = await _upstream(gw, scope, call, targets, send_body, fan)
     await scope.store(key, fresh)
     return response
 
 
-async def _upstream(gw: Gateway, scope: Scope, call: Call, targets: Plan, send_body: dict[str, Any], fan: int,
-                    body: dict[str, Any]) -> tuple[web.Response, CachedResponse | None]:
+async def _upstream(gw: Gateway, scope: Scope, call: Call, targets: Plan, send_body: dict[str, Any],
+                    fan: int) -> tuple[web.Response, CachedResponse | None]:
     """Walk the chain; return the response and, when it may be cached, its cache entry."""
-
-    def build(target: Target, key: str | None):
-        return target.runtime.provider.chat_request(send_body, target.model, key, False)
-
-    def parse(target: Target, raw: bytes, headers: Mapping[str, str]) -> dict:
-        return target.runtime.provider.chat_response(raw, target.model)
-
     try:
-        if fan:
-            result, raw = await complete_n(gw.chain, targets, call, fan, build, parse)
-        else:
-            result, raw = await gw.chain.complete(targets, call, build, parse)
+        result, billed, raw = await complete_chat(gw, scope, call, targets, send_body, fan)
     except ChainFailed as failed:
-        scope.record(call, None, None, ok=False)
         return chain_failed(gw, call, failed, scope.headers(), scope.cache_status), None
     target = call.target
-    usage = result.get("usage")
-    estimated = not usage
-    if estimated:
-        usage = estimate_usage(body["messages"], target.model, _message_text(result), body.get("tools"))
-    billed = billed_usage(gw.pricer, target, usage, estimated)
-    scope.record(call, target, billed, ok=True)
     fresh = None
     if scope.directive is not None and scope.directive.store:
         fresh = CachedResponse.from_body(result, provider=target.runtime.name, model=target.label,
@@ -105,14 +86,3 @@ def _serve_cached(gw: Gateway, scope: Scope, call: Call, entry: CachedResponse) 
     extra = extra_fields.cached(call, entry) if gw.extra_fields_enabled else None
     return web.Response(body=orjson.dumps(entry.response_body(extra)), content_type="application/json",
                         headers=scope.headers())
-
-
-def _message_text(result: dict) -> str:
-    parts = []
-    for choice in result.get("choices") or ():
-        message = choice.get("message") or {}
-        if isinstance(message.get("content"), str):
-            parts.append(message["content"])
-        for call in message.get("tool_calls") or ():
-            parts.append((call.get("function") or {}).get("arguments") or "")
-    return "".join(parts)

@@ -18,9 +18,10 @@ from providers import UpstreamError
 
 from .. import extra_fields
 from ..cache import CachedResponse, StreamRecorder
+from ..core import open_chat_stream
 from ..routing import Target
 from ..routing.chain import Call, ChainFailed, OpenStream
-from ..routing.fanout import MergedStream, open_stream_n
+from ..routing.fanout import MergedStream
 from ..routing.table import Plan
 from ..usage import billed_usage, estimate_usage
 from .common import chain_failed
@@ -37,16 +38,9 @@ async def stream_chat(request: web.Request, scope: Scope, call: Call, targets: P
     if entry is not None:
         return await _replay(request, scope, call, entry)
 
-    def build(target: Target, api_key: str | None):
-        return target.runtime.provider.chat_request(send_body, target.model, api_key, True)
-
     try:
-        if fan:
-            opened = await open_stream_n(gw.chain, targets, call, fan, build)
-        else:
-            opened = await gw.chain.open_stream(targets, call, build)
+        opened = await open_chat_stream(gw, scope, call, targets, send_body, fan)
     except ChainFailed as failed:
-        scope.record(call, None, None, ok=False)
         return chain_failed(gw, call, failed, scope.headers(), scope.cache_status)  # nothing sent yet
     recorder = (StreamRecorder(gw.cache.max_entry_bytes)
                 if key is not None and scope.directive is not None and scope.directive.store else None)
