@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from .anthropic_request import JSON_TOOL_PREFIX
-from .base import StreamTranslator, invalid_response
+from .base import SingleChoiceStream, invalid_response
 from .errors import ErrorKind, UpstreamError, kind_for_status
 from .sse import SSEDecoder
 
@@ -131,7 +131,7 @@ class _Block:
         self.signature: list[str] = []
 
 
-class AnthropicStream(StreamTranslator):
+class AnthropicStream(SingleChoiceStream):
     """Stateful translator of one Anthropic stream (fed raw bytes, returns OpenAI chunks)."""
 
     __slots__ = ("_blocks", "_created", "_decoder", "_finished", "_id", "_json_tool", "_model",
@@ -186,16 +186,6 @@ class AnthropicStream(StreamTranslator):
             if handler is not None:  # ping and event types added later are ignored
                 handler(self, event, chunks)
         return chunks
-
-    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
-        return {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                "model": self._model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
-
-    def _start(self, chunks: list[dict]) -> None:
-        if not self._started:
-            self._started = True
-            chunks.append(self._chunk({"role": "assistant", "content": ""}))
 
     def _on_message_start(self, event: dict, chunks: list[dict]) -> None:
         message = event.get("message")
@@ -292,8 +282,7 @@ class AnthropicStream(StreamTranslator):
             chunks.append(self._chunk({}, "stop"))
         self._stopped = True
         if self._usage:  # none reported: no made-up zeros, so the router estimates instead
-            chunks.append({"id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                           "model": self._model, "choices": [], "usage": openai_usage(self._usage)})
+            chunks.append(self._usage_chunk(openai_usage(self._usage)))
 
     def _flush_thinking(self, chunks: list[dict]) -> None:
         if self._thinking_blocks:

@@ -12,6 +12,8 @@ as the client sent it (router-only members such as `fallbacks` removed), a `chat
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -92,6 +94,35 @@ class StreamTranslator:
 
     def close(self) -> list[dict]:
         raise NotImplementedError
+
+
+class SingleChoiceStream(StreamTranslator):
+    """A translator whose output is the one-choice chunks of one completion.
+
+    Subclasses set `_id`, `_created` and `_model` (the same in every chunk) and `_started` (False until
+    the role chunk went out).
+    """
+
+    __slots__ = ()
+    _id: str
+    _created: int
+    _model: str
+    _started: bool
+
+    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
+        return {"id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": self._model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+
+    def _usage_chunk(self, usage: dict) -> dict:
+        """The chunk with the usage and no choice that ends a stream (`stream_options.include_usage`)."""
+        return {"id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": self._model,
+                "choices": [], "usage": usage}
+
+    def _start(self, chunks: list[dict]) -> None:
+        """Send the role chunk, once, before anything else."""
+        if not self._started:
+            self._started = True
+            chunks.append(self._chunk({"role": "assistant", "content": ""}))
 
 
 class Provider:
@@ -187,3 +218,30 @@ def load_json(provider: str, body: bytes) -> Any:
 
 def json_body(obj: Any) -> bytes:
     return orjson.dumps(obj)
+
+
+def chat_completion(model: str, text: list[str], tool_calls: list[dict], reasoning: list[str], finish: str | None,
+                    usage: dict | None, completion_id: str | None = None) -> dict:
+    """A one-choice `chat.completion` from the text parts, tool calls and reasoning parts of a vendor reply.
+
+    The content is None only when the reply is tool calls and no text; `completion_id` defaults to a fresh one.
+    """
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    result: dict[str, Any] = {
+        "id": completion_id or f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+        "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}]}
+    if usage is not None:
+        result["usage"] = usage
+    return result
+
+
+def embedding_list(model: str, vectors: list, prompt_tokens: int) -> dict:
+    """The embeddings `list` object: one `embedding` per vector, in input order."""
+    return {"object": "list", "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}

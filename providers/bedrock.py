@@ -31,11 +31,15 @@ from .base import (
     HttpRequest,
     Provider,
     ProviderSettings,
+    SingleChoiceStream,
     StreamTranslator,
+    chat_completion,
+    embedding_list,
     invalid_response,
     load_json,
 )
 from .bedrock_request import JSON_TOOL, build_converse, build_embeddings, embedding_family
+from .cohere_embed import billed_input_tokens, float_embeddings
 from .errors import ErrorKind, UpstreamError, kind_for_status, parse_retry_after
 from .eventstream import EventStreamDecoder, EventStreamMessage
 
@@ -190,18 +194,8 @@ class BedrockProvider(Provider):
             text = [json_content]
             if finish == "tool_calls" and not tool_calls:
                 finish = "stop"
-        out_message: dict[str, Any] = {"role": "assistant",
-                                       "content": "".join(text) if text or not tool_calls else None}
-        if tool_calls:
-            out_message["tool_calls"] = tool_calls
-        if reasoning:
-            out_message["reasoning_content"] = "".join(reasoning)
-        result = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                  "model": model,
-                  "choices": [{"index": 0, "message": out_message, "finish_reason": finish, "logprobs": None}]}
-        if isinstance(data.get("usage"), dict):
-            result["usage"] = converse_usage(data["usage"])
-        return result
+        usage = converse_usage(data["usage"]) if isinstance(data.get("usage"), dict) else None
+        return chat_completion(model, text, tool_calls, reasoning, finish, usage)
 
     def chat_stream(self, model: str) -> StreamTranslator:
         return BedrockStream(self.name, model)
@@ -217,20 +211,15 @@ class BedrockProvider(Provider):
                 raise invalid_response(self.name, "missing 'embedding'")
             vectors = [vector]
             tokens = int(data.get("inputTextTokenCount") or 0)
-        else:
-            embeddings = data.get("embeddings")
-            if isinstance(embeddings, dict):  # `embedding_types` asked for: {"float": [[...]]}
-                embeddings = embeddings.get("float")
-            if not isinstance(embeddings, list):
+        else:  # Cohere Embed on Bedrock answers in Cohere's own format
+            embeddings = float_embeddings(data)
+            if embeddings is None:
                 raise invalid_response(self.name, "missing float 'embeddings'")
             vectors = embeddings
-            billed = (data.get("meta") or {}).get("billed_units") or {}
-            tokens = int(billed.get("input_tokens") or 0)
+            tokens = billed_input_tokens(data)
         if not tokens and headers:  # Bedrock reports InvokeModel token counts in a header
             tokens = int(_header(headers, "x-amzn-bedrock-input-token-count") or 0)
-        return {"object": "list", "model": model,
-                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return embedding_list(model, vectors, tokens)
 
     # -- errors -----------------------------------------------------------------------------
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
@@ -303,7 +292,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-class BedrockStream(StreamTranslator):
+class BedrockStream(SingleChoiceStream):
     """ConverseStream event frames -> OpenAI chunks.
 
     Text deltas become `content`, reasoning deltas `reasoning_content`, and each toolUse block a tool
@@ -380,8 +369,7 @@ class BedrockStream(StreamTranslator):
         elif event == "metadata":
             self._usage_seen = True
             if isinstance(payload.get("usage"), dict):
-                chunks.append({"id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                               "model": self._model, "choices": [], "usage": converse_usage(payload["usage"])})
+                chunks.append(self._usage_chunk(converse_usage(payload["usage"])))
         # contentBlockStop and unknown events carry nothing for the client
 
     def _block_start(self, payload: dict, chunks: list[dict]) -> None:
@@ -426,15 +414,6 @@ class BedrockStream(StreamTranslator):
                 chunks.append(self._chunk({"reasoning_content": text}))
 
     # -- helpers ----------------------------------------------------------------------------
-    def _start(self, chunks: list[dict]) -> None:
-        if not self._started:
-            self._started = True
-            chunks.append(self._chunk({"role": "assistant", "content": ""}))
-
-    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
-        return {"id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": self._model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
-
     @staticmethod
     def _message(payload: bytes) -> str:
         try:

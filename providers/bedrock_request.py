@@ -15,11 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from functools import partial
 from typing import Any
 
 import orjson
 
-from .errors import ErrorKind, UpstreamError
+from .cohere_embed import embed_body
+from .errors import OPENAI_ONLY_PARAMS, bad_request_error, reject_unsupported, unsupported_error
 
 # The tool that emulates `response_format` (Converse has no JSON mode): forced, and its input is
 # returned as the message content. A fixed name lets the response side recognise it statelessly.
@@ -49,28 +51,17 @@ _UNSUPPORTED: dict[str, Any] = {
     "presence_penalty": lambda v: v not in (None, 0),
     "frequency_penalty": lambda v: v not in (None, 0),
     "seed": lambda v: v is not None,
-    "audio": lambda v: v is not None,
-    "modalities": lambda v: v not in (None, ["text"]),
-    "prediction": lambda v: v is not None,
-    "web_search_options": lambda v: v is not None,
-    "functions": bool,
-    "function_call": lambda v: v is not None,
+    **OPENAI_ONLY_PARAMS,
 }
 
 
-def unsupported(message: str, param: str) -> UpstreamError:
-    return UpstreamError(ErrorKind.UNSUPPORTED, f"bedrock: {message}", param=param, code="unsupported_parameter")
-
-
-def bad_request(message: str, param: str) -> UpstreamError:
-    return UpstreamError(ErrorKind.BAD_REQUEST, f"bedrock: {message}", param=param, code="invalid_request")
+unsupported = partial(unsupported_error, "bedrock")
+bad_request = partial(bad_request_error, "bedrock")
 
 
 def build_converse(body: dict, model_id: str) -> dict:
     """The Converse request body (modelId goes in the URL, not here)."""
-    for name, rejects in _UNSUPPORTED.items():
-        if name in body and rejects(body[name]):
-            raise unsupported(f"'{name}' is not supported by the Converse API", name)
+    reject_unsupported("bedrock", body, _UNSUPPORTED, "the Converse API")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty list", "messages")
@@ -401,10 +392,4 @@ def build_embeddings(body: dict, model_id: str) -> dict:
         if body.get("dimensions") is not None:
             payload["dimensions"] = body["dimensions"]
         return payload
-    payload = {"texts": texts, "input_type": body.get("input_type") or "search_document",
-               "embedding_types": ["float"]}
-    if body.get("dimensions") is not None:
-        payload["output_dimension"] = body["dimensions"]
-    if body.get("truncate") in ("NONE", "START", "END"):
-        payload["truncate"] = body["truncate"]
-    return payload
+    return embed_body(body, texts)

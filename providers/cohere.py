@@ -15,6 +15,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 import orjson
@@ -24,12 +25,25 @@ from .base import (
     HttpRequest,
     Provider,
     ProviderSettings,
+    SingleChoiceStream,
     StreamTranslator,
     _read_error_body,
+    chat_completion,
+    embedding_list,
     invalid_response,
     load_json,
 )
-from .errors import ErrorKind, UpstreamError, kind_for_status, parse_retry_after
+from .cohere_embed import billed_input_tokens, embed_body, float_embeddings
+from .errors import (
+    OPENAI_ONLY_PARAMS,
+    ErrorKind,
+    UpstreamError,
+    bad_request_error,
+    kind_for_status,
+    parse_retry_after,
+    reject_unsupported,
+    unsupported_error,
+)
 from .sse import SSEDecoder
 
 FINISH_REASONS = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TOOL_CALL": "tool_calls"}
@@ -51,24 +65,15 @@ _UNSUPPORTED: dict[str, Any] = {
     "logprobs": bool,
     "top_logprobs": lambda v: v not in (None, 0),
     "logit_bias": bool,
-    "audio": lambda v: v is not None,
-    "modalities": lambda v: v not in (None, ["text"]),
-    "prediction": lambda v: v is not None,
-    "web_search_options": lambda v: v is not None,
-    "functions": bool,
-    "function_call": lambda v: v is not None,
+    **OPENAI_ONLY_PARAMS,
 }
 
 # Cohere-specific members a caller may send through the OpenAI-shaped body unchanged.
 _PASSTHROUGH = ("safety_mode", "documents", "citation_options", "priority", "strict_tools")
 
 
-def _unsupported(message: str, param: str) -> UpstreamError:
-    return UpstreamError(ErrorKind.UNSUPPORTED, f"cohere: {message}", param=param, code="unsupported_parameter")
-
-
-def _bad_request(message: str, param: str) -> UpstreamError:
-    return UpstreamError(ErrorKind.BAD_REQUEST, f"cohere: {message}", param=param, code="invalid_request")
+_unsupported = partial(unsupported_error, "cohere")
+_bad_request = partial(bad_request_error, "cohere")
 
 
 class CohereProvider(Provider):
@@ -102,13 +107,7 @@ class CohereProvider(Provider):
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
             raise _unsupported("'input' must be a string or a list of strings (token arrays are not supported)",
                                "input")
-        out: dict[str, Any] = {"model": model, "texts": texts,
-                               "input_type": body.get("input_type") or "search_document",
-                               "embedding_types": ["float"]}
-        if body.get("dimensions") is not None:
-            out["output_dimension"] = body["dimensions"]
-        if body.get("truncate") in ("NONE", "START", "END"):
-            out["truncate"] = body["truncate"]
+        out = {"model": model, **embed_body(body, texts)}
         return HttpRequest("POST", f"{self.base_url}/v2/embed", self._headers(api_key, "application/json"),
                            orjson.dumps(out))
 
@@ -135,34 +134,18 @@ class CohereProvider(Provider):
             fn = call.get("function") or {}
             tool_calls.append({"id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
                                "function": {"name": fn.get("name") or "", "arguments": fn.get("arguments") or "{}"}})
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
-        if tool_calls:
-            message["tool_calls"] = tool_calls
-        if reasoning:
-            message["reasoning_content"] = "".join(reasoning)
-        result: dict[str, Any] = {
-            "id": data.get("id") or f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
-            "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}]}
-        if isinstance(data.get("usage"), dict):
-            result["usage"] = cohere_usage(data["usage"])
-        return result
+        usage = cohere_usage(data["usage"]) if isinstance(data.get("usage"), dict) else None
+        return chat_completion(model, text, tool_calls, reasoning, finish, usage, data.get("id"))
 
     def chat_stream(self, model: str) -> StreamTranslator:
         return CohereStream(self.name, model)
 
     def embeddings_response(self, body: bytes, model: str, headers: Mapping[str, str] | None = None) -> dict:
         data = load_json(self.name, body)
-        embeddings = data.get("embeddings") if isinstance(data, dict) else None
-        if isinstance(embeddings, dict):
-            embeddings = embeddings.get("float")
-        if not isinstance(embeddings, list):
+        embeddings = float_embeddings(data)
+        if embeddings is None:
             raise invalid_response(self.name, "missing float 'embeddings'")
-        billed = ((data.get("meta") or {}).get("billed_units") or {})
-        tokens = int(billed.get("input_tokens") or 0)
-        return {"object": "list", "model": model,
-                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(embeddings)],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return embedding_list(model, embeddings, billed_input_tokens(data))
 
     # -- errors -----------------------------------------------------------------------------
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
@@ -177,9 +160,7 @@ class CohereProvider(Provider):
 
 # -- request translation ----------------------------------------------------------------------
 def build_chat(body: dict, model: str) -> dict:
-    for name, rejects in _UNSUPPORTED.items():
-        if name in body and rejects(body[name]):
-            raise _unsupported(f"'{name}' is not supported by Cohere", name)
+    reject_unsupported("cohere", body, _UNSUPPORTED, "Cohere")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad_request("'messages' must be a non-empty list", "messages")
@@ -388,7 +369,7 @@ def _finish_reason(provider: str, reason: Any, error: Any) -> str:
     return "stop"
 
 
-class CohereStream(StreamTranslator):
+class CohereStream(SingleChoiceStream):
     """Cohere v2 SSE events -> OpenAI chunks; `message-end` carries the finish reason and usage."""
 
     __slots__ = ("_created", "_decoder", "_finished", "_id", "_model", "_provider", "_started", "_tools")
@@ -471,18 +452,8 @@ class CohereStream(StreamTranslator):
             self._finished = True
             chunks.append(self._chunk({}, finish))
             if isinstance(delta.get("usage"), dict):
-                chunks.append({"id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                               "model": self._model, "choices": [], "usage": cohere_usage(delta["usage"])})
+                chunks.append(self._usage_chunk(cohere_usage(delta["usage"])))
         elif event.get("error") or kind == "error":
             err = event.get("error") or event.get("message") or "stream error"
             raise UpstreamError(ErrorKind.SERVER, f"{self._provider}: {err}", code="upstream_error")
         # content-start/end, tool-call-end, citation-*, debug: nothing for the client
-
-    def _start(self, chunks: list[dict]) -> None:
-        if not self._started:
-            self._started = True
-            chunks.append(self._chunk({"role": "assistant", "content": ""}))
-
-    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
-        return {"id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": self._model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}

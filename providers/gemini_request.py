@@ -28,7 +28,7 @@ from urllib.parse import unquote_to_bytes, urlparse
 
 import orjson
 
-from .errors import ErrorKind, UpstreamError
+from .errors import bad_request_error, unsupported_error
 from .gemini_schema import clean_schema
 
 SIGNATURE_MARK = "__thought__"
@@ -75,19 +75,19 @@ def build_generate_body(body: Mapping[str, Any], model: str, provider: str,
     options = options or {}
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _bad(provider, "'messages' must be a non-empty list", "messages")
+        raise bad_request_error(provider, "'messages' must be a non-empty list", "messages")
     if body.get("functions") or body.get("function_call"):
-        raise _unsupported(provider, "legacy 'functions'/'function_call' are not supported; use 'tools'",
-                           "functions")
+        raise unsupported_error(provider, "legacy 'functions'/'function_call' are not supported; use 'tools'",
+                                "functions")
     if body.get("logprobs"):
-        raise _unsupported(provider, "logprobs are not supported by this provider", "logprobs")
+        raise unsupported_error(provider, "logprobs are not supported by this provider", "logprobs")
 
     fallback_sig = options.get("thought_signature_fallback", DEFAULT_SIGNATURE_FALLBACK)
     system_parts, contents = _contents(messages, provider, fallback_sig or None)
     out: dict[str, Any] = {}
     if not contents:
         if not system_parts:
-            raise _bad(provider, "no message has any content", "messages")
+            raise bad_request_error(provider, "no message has any content", "messages")
         contents, system_parts = [{"role": "user", "parts": system_parts}], []  # only a system prompt
     out["contents"] = contents
     if system_parts:
@@ -129,7 +129,7 @@ def _contents(messages: list, provider: str, fallback_sig: str | None) -> tuple[
 
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
-            raise _bad(provider, f"messages[{i}] must be an object", f"messages[{i}]")
+            raise bad_request_error(provider, f"messages[{i}] must be an object", f"messages[{i}]")
         role = msg.get("role")
         if role in ("system", "developer"):
             system.extend({"text": t} for t in _texts(msg.get("content"), provider, i) if t)
@@ -140,7 +140,7 @@ def _contents(messages: list, provider: str, fallback_sig: str | None) -> tuple[
         elif role == "tool":
             push("user", [_function_response(msg, provider, i, names)])
         else:
-            raise _bad(provider, f"unsupported message role {role!r}", f"messages[{i}].role")
+            raise bad_request_error(provider, f"unsupported message role {role!r}", f"messages[{i}].role")
     return system, contents
 
 
@@ -159,17 +159,17 @@ def _texts(content: Any, provider: str, i: int) -> list[str]:
                 texts.append(str(part.get("text") or part.get("refusal") or ""))
             else:
                 ptype = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise _unsupported(provider, f"content part type {ptype!r} is not supported here",
-                                   f"messages[{i}].content[{j}]")
+                raise unsupported_error(provider, f"content part type {ptype!r} is not supported here",
+                                        f"messages[{i}].content[{j}]")
         return texts
-    raise _bad(provider, "content must be a string or a list of parts", f"messages[{i}].content")
+    raise bad_request_error(provider, "content must be a string or a list of parts", f"messages[{i}].content")
 
 
 def _user_parts(content: Any, provider: str, i: int) -> list[dict]:
     if content is None or isinstance(content, str):
         return [{"text": content}] if content else []
     if not isinstance(content, list):
-        raise _bad(provider, "content must be a string or a list of parts", f"messages[{i}].content")
+        raise bad_request_error(provider, "content must be a string or a list of parts", f"messages[{i}].content")
     parts: list[dict] = []
     for j, part in enumerate(content):
         param = f"messages[{i}].content[{j}]"
@@ -181,7 +181,7 @@ def _user_parts(content: Any, provider: str, i: int) -> list[dict]:
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, dict) else image
             if not isinstance(url, str) or not url:
-                raise _bad(provider, "image_url.url is required", param)
+                raise bad_request_error(provider, "image_url.url is required", param)
             parts.append(_media_part(url, "image/jpeg", provider, param))
         elif ptype == "input_audio":
             audio = part.get("input_audio") or {}
@@ -202,9 +202,9 @@ def _user_parts(content: Any, provider: str, i: int) -> list[dict]:
                     fdata["mimeType"] = guessed
                 parts.append({"fileData": fdata})
             else:
-                raise _bad(provider, "file needs file_data or file_id", param)
+                raise bad_request_error(provider, "file needs file_data or file_id", param)
         else:
-            raise _unsupported(provider, f"content part type {ptype!r} is not supported", param)
+            raise unsupported_error(provider, f"content part type {ptype!r} is not supported", param)
     return parts
 
 
@@ -213,7 +213,7 @@ def _media_part(url: str, default_mime: str, provider: str, param: str) -> dict:
     if url.startswith("data:"):
         header, comma, payload = url[5:].partition(",")
         if not comma:
-            raise _bad(provider, "malformed data URL", param)
+            raise bad_request_error(provider, "malformed data URL", param)
         fields = header.split(";")
         mime = fields[0] or default_mime
         is_b64 = "base64" in fields[1:]
@@ -221,7 +221,7 @@ def _media_part(url: str, default_mime: str, provider: str, param: str) -> dict:
         return {"inlineData": {"mimeType": mime, "data": data}}
     scheme = urlparse(url).scheme
     if scheme not in ("http", "https", "gs"):
-        raise _bad(provider, f"unsupported URL scheme {scheme!r}", param)
+        raise bad_request_error(provider, f"unsupported URL scheme {scheme!r}", param)
     mime = mimetypes.guess_type(urlparse(url).path)[0] or default_mime
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 
@@ -232,13 +232,13 @@ def _assistant_parts(msg: dict, provider: str, i: int, names: dict[str, str],
     parts = [{"text": t} for t in _texts(msg.get("content"), provider, i) if t]
     calls = msg.get("tool_calls") or []
     if not isinstance(calls, list):
-        raise _bad(provider, "tool_calls must be a list", f"messages[{i}].tool_calls")
+        raise bad_request_error(provider, "tool_calls must be a list", f"messages[{i}].tool_calls")
     call_parts: list[dict] = []
     for j, call in enumerate(calls):
         param = f"messages[{i}].tool_calls[{j}]"
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not fn.get("name"):
-            raise _bad(provider, "tool call needs function.name", param)
+            raise bad_request_error(provider, "tool call needs function.name", param)
         call_id = str(call.get("id") or "")
         base, signature = decode_tool_call_id(call_id)
         extra = call.get("extra_content")
@@ -268,9 +268,10 @@ def _arguments(raw: Any, provider: str, param: str) -> dict:
     try:
         args = orjson.loads(raw)
     except (orjson.JSONDecodeError, TypeError):
-        raise _bad(provider, "function.arguments is not valid JSON", f"{param}.function.arguments") from None
+        raise bad_request_error(provider, "function.arguments is not valid JSON",
+                                f"{param}.function.arguments") from None
     if not isinstance(args, dict):
-        raise _bad(provider, "function.arguments must be a JSON object", f"{param}.function.arguments")
+        raise bad_request_error(provider, "function.arguments must be a JSON object", f"{param}.function.arguments")
     return args
 
 
@@ -278,8 +279,8 @@ def _function_response(msg: dict, provider: str, i: int, names: dict[str, str]) 
     call_id = str(msg.get("tool_call_id") or "")
     name = names.get(call_id) or names.get(decode_tool_call_id(call_id)[0]) or msg.get("name")
     if not name:
-        raise _bad(provider, f"tool message refers to unknown tool_call_id {call_id!r}",
-                   f"messages[{i}].tool_call_id")
+        raise bad_request_error(provider, f"tool message refers to unknown tool_call_id {call_id!r}",
+                                f"messages[{i}].tool_call_id")
     text = "".join(_texts(msg.get("content"), provider, i))
     try:
         value: Any = orjson.loads(text) if text else ""
@@ -295,15 +296,15 @@ def _declarations(tools: Any, provider: str, passthrough: bool) -> list[dict]:
     if not tools:
         return []
     if not isinstance(tools, list):
-        raise _bad(provider, "tools must be a list", "tools")
+        raise bad_request_error(provider, "tools must be a list", "tools")
     out = []
     for j, tool in enumerate(tools):
         if not isinstance(tool, dict) or tool.get("type", "function") != "function":
             ttype = tool.get("type") if isinstance(tool, dict) else None
-            raise _unsupported(provider, f"tool type {ttype!r} is not supported", f"tools[{j}].type")
+            raise unsupported_error(provider, f"tool type {ttype!r} is not supported", f"tools[{j}].type")
         fn = tool.get("function")
         if not isinstance(fn, dict) or not fn.get("name"):
-            raise _bad(provider, "tool needs function.name", f"tools[{j}].function.name")
+            raise bad_request_error(provider, "tool needs function.name", f"tools[{j}].function.name")
         decl: dict[str, Any] = {"name": str(fn["name"])}
         if fn.get("description"):
             decl["description"] = str(fn["description"])
@@ -334,7 +335,7 @@ def _tool_config(choice: Any, decls: list[dict], provider: str) -> tuple[dict | 
         if choice.get("type") == "function" and isinstance(choice.get("function"), dict):
             name = choice["function"].get("name")
             if name not in {d["name"] for d in decls}:
-                raise _bad(provider, f"tool_choice names unknown function {name!r}", "tool_choice")
+                raise bad_request_error(provider, f"tool_choice names unknown function {name!r}", "tool_choice")
             return {"mode": "ANY", "allowedFunctionNames": [name]}, decls
         if choice.get("type") == "allowed_tools" and isinstance(choice.get("allowed_tools"), dict):
             allowed = choice["allowed_tools"]
@@ -345,7 +346,7 @@ def _tool_config(choice: Any, decls: list[dict], provider: str) -> tuple[dict | 
                 return {"mode": "ANY", "allowedFunctionNames": names}, decls
             # allowedFunctionNames only applies to ANY: for auto, offer just the allowed functions.
             return {"mode": "AUTO"}, [d for d in decls if d["name"] in names]
-    raise _bad(provider, "unsupported tool_choice", "tool_choice")
+    raise bad_request_error(provider, "unsupported tool_choice", "tool_choice")
 
 
 # -- generation config -----------------------------------------------------------------------------
@@ -383,8 +384,8 @@ def _generation_config(body: Mapping[str, Any], model: str, provider: str, passt
                 else:
                     cfg["responseSchema"] = clean_schema(schema, ordering=True)
         elif ftype not in (None, "text"):
-            raise _unsupported(provider, f"response_format type {ftype!r} is not supported",
-                               "response_format")
+            raise unsupported_error(provider, f"response_format type {ftype!r} is not supported",
+                                    "response_format")
 
     thinking = _thinking_config(body, model, provider)
     if thinking:
@@ -400,7 +401,7 @@ def _thinking_config(body: Mapping[str, Any], model: str, provider: str) -> dict
     effort = body.get("reasoning_effort")
     if effort is not None:
         if effort not in _BUDGETS:
-            raise _bad(provider, f"unsupported reasoning_effort {effort!r}", "reasoning_effort")
+            raise bad_request_error(provider, f"unsupported reasoning_effort {effort!r}", "reasoning_effort")
         match = _GEMINI_MAJOR.search(model)
         if match and int(match.group(1)) >= 3:
             cfg: dict[str, Any] = {"thinkingLevel": _LEVELS[effort]}
@@ -419,13 +420,3 @@ def _thinking_config(body: Mapping[str, Any], model: str, provider: str) -> dict
                 cfg["thinkingBudget"] = thinking["budget_tokens"]
             return cfg
     return None
-
-
-def _bad(provider: str, message: str, param: str) -> UpstreamError:
-    return UpstreamError(ErrorKind.BAD_REQUEST, f"{provider}: {message}", param=param,
-                         code="invalid_request")
-
-
-def _unsupported(provider: str, message: str, param: str) -> UpstreamError:
-    return UpstreamError(ErrorKind.UNSUPPORTED, f"{provider}: {message}", param=param,
-                         code="unsupported_parameter")

@@ -41,7 +41,8 @@ from providers.bedrock_request import JSON_TOOL
 from providers.eventstream import event_frame, exception_frame
 
 from .base import Drop as Drop  # re-exported with the other behaviours
-from .base import FakeVendor, VendorRejected, json_response, send_body, split, vector, words
+from .base import FakeVendor, VendorRejected, json_response, send_body, vector, words
+from .base import split as split_text  # `Reply.split` is a byte count
 
 API_KEY = "br-SECRET-bedrock-api-key"  # the Bedrock API key routers get; must never leak
 REGION = "us-east-1"
@@ -209,7 +210,7 @@ class Reply:
                 events.append(("contentBlockStart", {"contentBlockIndex": i, "start": {"toolUse": {
                     "toolUseId": use["toolUseId"], "name": use["name"]}}}))
                 events += [("contentBlockDelta", {"contentBlockIndex": i, "delta": {"toolUse": {"input": f}}})
-                           for f in split(orjson.dumps(use["input"]).decode(), 3)]
+                           for f in split_text(orjson.dumps(use["input"]).decode(), 3)]
             events.append(("contentBlockStop", {"contentBlockIndex": i}))
         events += [("messageStop", {"stopReason": self._stop()}),
                    ("metadata", {"usage": self.usage, "metrics": {"latencyMs": 42}})]

@@ -19,6 +19,7 @@ from genai_prices import Usage, calc_price
 from pydantic import BaseModel
 from support.vendor_chat import (
     ask,
+    assert_relayed_error,
     calls_of,
     collect,
     extra,
@@ -244,12 +245,8 @@ ERRORS = [  # (vendor reply, client status, client error type)
 async def test_vendor_error_status_maps_to_client_status(anthropic, client, reply, status, etype, stream):
     anthropic.queue("claude", reply)
     err = await status_error(client, stream, model=M, messages=USER)
-    assert err.status_code == status and err.body["type"] == etype
-    assert (reply.message or "fake") in err.body["message"]
-    assert trail(err.response.json()["extra_fields"]) == [(M, reply.status)]
-    assert SECRET not in err.response.text and SECRET not in str(err.response.headers)
-    if status == 429:
-        assert err.response.headers["retry-after"] == "17"
+    assert_relayed_error(err, status, etype, reply.message or "fake", [(M, reply.status)], SECRET,
+                         retry_after="17" if status == 429 else None)
     if "temperature" in (reply.message or ""):
         assert err.body["param"] == "temperature"
 

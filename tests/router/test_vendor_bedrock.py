@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from support.vendor_chat import (
     ask_dict,
     ask_parsed,
+    assert_relayed_error,
     read_until_error,
     status_error,
     streamed_text,
@@ -260,11 +261,8 @@ async def test_vendor_error_maps_to_client_status(client, bedrock, stream, statu
                                                   client_status, kind):
     bedrock.queue(CLAUDE, Fail(status, error_type, message, retry_after="3" if status == 429 else None))
     err = await status_error(client, stream, model=M, messages=USER)
-    assert err.status_code == client_status and err.body["type"] == kind and message in err.message
-    assert API_KEY not in err.response.text and "Traceback" not in err.response.text
-    assert trail(err.response.json()["extra_fields"]) == [(M, status)]
-    if client_status == 429:
-        assert err.response.headers["retry-after"] == "3"
+    assert_relayed_error(err, client_status, kind, message, [(M, status)], API_KEY,
+                         retry_after="3" if client_status == 429 else None)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -378,8 +376,8 @@ async def test_sigv4_signed_requests_verify_with_botocore(make_router, openai_cl
                 await client.chat.completions.create(model="bedrock/sonnet", messages=USER)
             assert info.value.status_code == 502 and "signature" in info.value.message
             assert "not-the-secret" not in info.value.response.text
-            assert fake.sigv4_verified == 0 and [p.split(": ", 1)[1] for p in fake.problems] == [
-                "sigv4: signature mismatch"]
+            assert fake.sigv4_verified == 0 and len(fake.problems) == 1
+            assert fake.problems[0].endswith(": sigv4: signature mismatch")  # after the request line
             return
         message, _, _ = await ask(client, False, model="bedrock/sonnet")
         message, _, _ = await ask(client, True, model="bedrock/sonnet")

@@ -63,6 +63,18 @@ async def status_error(client: openai.AsyncOpenAI, stream: bool, **params: Any) 
     return info.value
 
 
+def assert_relayed_error(err: openai.APIStatusError, status: int, etype: str, message: str,
+                         attempts: list[tuple[str, int]], secret: str, retry_after: str | None = None) -> None:
+    """How a vendor error reaches the client: the router's status and error type, the vendor's message, the
+    attempt trail, the vendor's Retry-After passed on, and neither the provider key nor a traceback."""
+    assert err.status_code == status and err.body["type"] == etype and message in err.body["message"]
+    assert trail(err.response.json()["extra_fields"]) == attempts
+    assert secret not in err.response.text and secret not in str(err.response.headers)
+    assert "Traceback" not in err.response.text
+    if retry_after is not None:
+        assert err.response.headers["retry-after"] == retry_after
+
+
 async def ask(client: openai.AsyncOpenAI, stream: bool, **params: Any) -> tuple[Any, str | None, dict]:
     """(message, finish_reason, extra_fields) of one request, streamed through the SDK's helper or not."""
     if not stream:

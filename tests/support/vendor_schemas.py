@@ -165,16 +165,19 @@ def generate_content_problems(body: Any) -> list[str]:
     for key, model in _GENERATE_FIELDS.items():
         if key not in body or model is None:
             continue
-        if key not in _GENERATE_LISTS:
-            problems.append(genai_roundtrip_problem(model, body[key], key) or "")
-        elif not isinstance(body[key], list):
+        if key in _GENERATE_LISTS and not isinstance(body[key], list):
             problems.append(f"{key}: must be a list")
-        else:
-            problems += [genai_roundtrip_problem(model, item, f"{key}[{i}]") or "" for i, item in enumerate(body[key])]
+            continue
+        items = ({f"{key}[{i}]": item for i, item in enumerate(body[key])} if key in _GENERATE_LISTS
+                 else {key: body[key]})
+        for where, item in items.items():
+            problem = genai_roundtrip_problem(model, item, where)
+            if problem:
+                problems.append(problem)
     for i, content in enumerate(contents):
         if not isinstance(content, dict) or content.get("role") not in ("user", "model") or not content.get("parts"):
             problems.append(f"contents[{i}]: role must be user or model and parts must not be empty")
-    return [p for p in problems if p]
+    return problems
 
 
 # -- Bedrock ---------------------------------------------------------------------------------------
