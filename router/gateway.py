@@ -68,11 +68,22 @@ class Gateway:
             await self.redis.start()
         await self.accountant.start()
         await self.transport.start()
-        # Load the tokenizer now, not on the first request that needs an estimate (~150 ms).
-        from providers.tokens import count_text
+        if self._counts_tokens():
+            # Load the tokenizer now (~40 MB, ~150 ms), not on the first request that needs it.
+            from providers.tokens import count_text
 
-        count_text("warm up", "gpt-4o")
+            count_text("warm up", "gpt-4o")
         self.ready = True
+
+    def _counts_tokens(self) -> bool:
+        """Whether requests routinely need tiktoken: the mock provider counts every answer, and
+        keys with TPM or budget limits estimate every prompt. Otherwise it loads on first use
+        (a stream whose vendor reported no usage), keeping idle workers small."""
+        config = self.loaded.config
+        if any(rt.provider.settings.type == "mock" for rt in self.table.runtimes.values()):
+            return True
+        auth = config.auth
+        return auth is not None and any(k.tpm is not None or k.budget_usd is not None for k in auth.keys)
 
     async def close(self) -> None:
         self.ready = False
