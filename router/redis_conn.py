@@ -120,5 +120,5 @@ class RedisConn:
         delay = 0.1
         while not self.up and self.client is not None:
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, 0.5)  # limits are unchecked (fail_open) until this sees Redis back
             await self.ping()
