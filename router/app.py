@@ -8,6 +8,7 @@ from aiohttp import web
 
 from providers import UpstreamError
 
+from .agents.routes import add_agent_routes
 from .config import LoadedConfig
 from .errors import ApiError, error_response
 from .gateway import GATEWAY, Gateway
@@ -15,9 +16,11 @@ from .handlers.admin import add_admin_routes
 from .handlers.chat import chat_completions
 from .handlers.embeddings import embeddings
 from .handlers.health import healthz, readyz
+from .handlers.metrics import metrics
 from .handlers.models import list_models
 from .handlers.openapi import openapi
 from .handlers.usage import usage
+from .observe import OBSERVER, Observer, echo_request_id
 
 log = logging.getLogger("switchboard")
 
@@ -49,9 +52,12 @@ async def error_middleware(request: web.Request, handler):
 
 def build_app(loaded: LoadedConfig) -> web.Application:
     gateway = Gateway(loaded)
-    app = web.Application(middlewares=[error_middleware],
+    observer = Observer(loaded, gateway)  # request id, metrics, access log, traces (router/observe.py)
+    app = web.Application(middlewares=[observer.middleware, error_middleware],
                           client_max_size=loaded.config.server.max_body_bytes + 1)
     app[GATEWAY] = gateway
+    app[OBSERVER] = observer
+    app.on_response_prepare.append(echo_request_id)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
@@ -60,13 +66,17 @@ def build_app(loaded: LoadedConfig) -> web.Application:
     app.router.add_get("/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/v1/usage", usage)
     add_admin_routes(app)
+    add_agent_routes(app)
 
     async def lifecycle(app: web.Application):
         await gateway.start()
+        await observer.start()
         yield
+        await observer.close()
         await gateway.close()
 
     app.cleanup_ctx.append(lifecycle)

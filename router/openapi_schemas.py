@@ -1,5 +1,7 @@
 """`components.schemas` of the router's OpenAPI document (assembled in router/openapi_spec.py).
 
+The schemas of the admin API and of `GET /v1/usage` live in router/openapi_admin.py.
+
 Request schemas state exactly what router/validation.py enforces (types, ranges, required members),
 so a body the schema rejects is a 400 and the fuzz test can hold the router to it. Every other OpenAI
 parameter is passed through to the vendor untouched, hence `additionalProperties: true`. Response
@@ -9,6 +11,8 @@ schemas require what the router always sends and allow the extra members vendors
 from __future__ import annotations
 
 from typing import Any
+
+from .openapi_admin import ADMIN_SCHEMAS
 
 Schema = dict[str, Any]
 
@@ -285,9 +289,13 @@ def _extra_fields() -> Schema:
 def _error_detail() -> Schema:
     return obj({
         "message": typed("string"),
-        "type": typed("string", examples=["invalid_request_error", "rate_limit_error", "upstream_error"]),
-        "param": typed(["string", "null"], "The offending request member, e.g. `messages[0].role`."),
-        "code": typed(["string", "null"], examples=["model_not_found", "invalid_type", "request_too_large"]),
+        "type": typed("string", examples=["invalid_request_error", "authentication_error", "permission_error",
+                                          "insufficient_quota", "rate_limit_error", "upstream_error"]),
+        "param": typed(["string", "null"], "The offending request member (`messages[0].role`) or request header "
+                                           "(`x-switchboard-cache-ttl`)."),
+        "code": typed(["string", "null"], examples=["model_not_found", "invalid_type", "request_too_large",
+                                                    "invalid_api_key", "model_not_allowed", "budget_exceeded",
+                                                    "rate_limit_exceeded"]),
     }, ("message", "type", "param", "code"))
 
 
@@ -362,4 +370,5 @@ SCHEMAS: dict[str, Schema] = {
     "StreamErrorEvent": _stream_error(),
     "Health": _health(),
     "Readiness": _readiness(),
+    **ADMIN_SCHEMAS,  # the admin API and `GET /v1/usage` (router/openapi_admin.py)
 }

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 from aiohttp import web
 
-from .app import build_app
 from .config import LoadedConfig
 
 log = logging.getLogger("switchboard")
@@ -29,6 +31,8 @@ def _install_uvloop() -> bool:
 
 def run_worker(loaded: LoadedConfig, host: str, port: int, reuse_port: bool) -> None:
     """Serve in this process until SIGTERM/SIGINT."""
+    from .app import build_app  # imports prometheus_client: after `_metrics_dir` set its directory
+
     _install_uvloop()
     web.run_app(build_app(loaded), host=host, port=port, reuse_port=reuse_port, access_log=None,
                 handler_cancellation=True, print=None, shutdown_timeout=10)
@@ -38,8 +42,58 @@ def serve(loaded: LoadedConfig, host: str, port: int, workers: int) -> None:
     print(f"switchboard: listening on http://{host}:{port} with {workers} worker(s), "
           f"config {loaded.source}", file=sys.stderr, flush=True)
     if workers <= 1:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # one process: the default registry
         run_worker(loaded, host, port, reuse_port=False)
         return
+    metrics_dir, owned = _metrics_dir()
+    try:
+        _supervise(loaded, host, port, workers, metrics_dir)
+    finally:
+        _clean_metrics_dir(metrics_dir, owned)
+
+
+def _metrics_dir() -> tuple[str, bool]:
+    """Workers keep their metric values in files here (prometheus_client multiprocess mode). Set before
+    anything imports prometheus_client: it picks its value store at import. A directory the operator
+    named is emptied; otherwise a fresh temporary one is made (and removed at exit)."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        _clean_metrics_dir(given, owned=False)
+        path, owned = given, False
+    else:
+        path, owned = tempfile.mkdtemp(prefix="switchboard-metrics-"), True
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    if "prometheus_client" in sys.modules:
+        log.warning("prometheus_client was imported before the metrics directory was set; "
+                    "metrics of other workers will be missing")
+    return path, owned
+
+
+def _clean_metrics_dir(path: str, owned: bool) -> None:
+    if owned:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for name in glob.glob(os.path.join(path, "*.db")):
+        try:
+            os.remove(name)
+        except OSError:
+            pass
+
+
+def _worker_exited(pid: int, metrics_dir: str) -> None:
+    """Drop a dead worker's `live*` gauges (in-flight, breakers...); its counters stay summed."""
+    from prometheus_client import multiprocess
+
+    try:
+        multiprocess.mark_process_dead(pid, metrics_dir)
+    except OSError:
+        pass
+
+
+def _supervise(loaded: LoadedConfig, host: str, port: int, workers: int, metrics_dir: str) -> None:
+    from . import app  # noqa: F401  (import once here, shared copy-on-write by the forked workers)
+
     ctx = multiprocessing.get_context("fork")
     procs: list[multiprocessing.Process] = []
     stopping = False
@@ -65,6 +119,7 @@ def serve(loaded: LoadedConfig, host: str, port: int, workers: int) -> None:
             proc.join(timeout=0.2)
             if proc.is_alive():
                 continue
+            _worker_exited(proc.pid, metrics_dir)
             if stopping or proc.exitcode == 0:
                 procs.remove(proc)
                 continue

@@ -233,7 +233,10 @@ class KeyStore:
         now = self._clock()
         since_try = now - self._tried_at
         vk = self._admin_by_hash.get(key_hash)
-        if since_try >= self.refresh_s or (vk is None and since_try >= self.miss_refresh_s):
+        # A miss joins a sync already in flight (free: single flight) rather than deciding without it:
+        # on a fresh instance that sync is the first load, and without it every key would be a 503.
+        if since_try >= self.refresh_s or (vk is None and (since_try >= self.miss_refresh_s
+                                                           or self._refreshing is not None)):
             await self._refresh()
             vk = self._admin_by_hash.get(key_hash)
         if vk is None and self._loaded_at is None:

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..agents.config import AgentConfig, AgentSettingsConfig
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -183,6 +185,22 @@ class AccountingConfig(_Strict):
     max_buffered_records: int = Field(100_000, ge=1)  # kept in memory while Redis is down
 
 
+class LoggingConfig(_Strict):
+    """Access log, log level and optional OpenTelemetry traces (see README "Observability")."""
+
+    access_log: bool = True  # one JSON line per request on stdout (logger `switchboard.access`)
+    include_content: bool = False  # add the request's messages/input to the access log line
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"  # the `switchboard` logger
+    otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318/v1/traces; needs the `otel` extra
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v or None  # "" (an unset ${VAR}) = no tracing
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -193,3 +211,6 @@ class Config(_Strict):
     auth: AuthConfig | None = None  # absent = open (no client keys)
     accounting: AccountingConfig = AccountingConfig()
     pricing: dict[str, PriceConfig] = Field(default_factory=dict)
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)  # id -> agent (router/agents/config.py)
+    agent_settings: AgentSettingsConfig = AgentSettingsConfig()
+    logging: LoggingConfig = LoggingConfig()

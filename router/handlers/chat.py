@@ -11,6 +11,7 @@ from aiohttp import web
 from providers.tokens import count_messages
 
 from .. import extra_fields
+from ..agents.openai_face import agent_chat, agent_target
 from ..cache import CHAT, CachedResponse
 from ..core import complete_chat
 from ..gateway import GATEWAY, Gateway
@@ -28,6 +29,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     scope = await Scope.open(gw, request)
     body = parse_json_object(await read_body(request, gw.max_body_bytes))
+    if (agent := agent_target(request, body)) is not None:  # `agent:<id>` / x-agent-id: router/agents/
+        return await agent_chat(request, scope, body, agent, started)
     model, fallbacks = validate_chat(body)
     scope.authorize(model)
     targets = plan(gw.table, model, fallbacks)

@@ -104,9 +104,11 @@ class Relay:
                             if client_wants_usage:
                                 held.append(chunk)
                             continue
-                    if first and with_extra:
-                        chunk["extra_fields"] = extra_fields.routing_head(call)
-                    first = False
+                    if first:
+                        if with_extra:
+                            chunk["extra_fields"] = extra_fields.routing_head(call)
+                        first = False
+                        self.scope.first_token()
                     if choices:
                         finishing = False
                         for choice in choices:

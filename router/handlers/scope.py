@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from aiohttp import web
@@ -18,18 +19,21 @@ from ..accounting import UsageRecord
 from ..auth import UNLIMITED, Reservation, VirtualKey, usd_to_nanos
 from ..cache import ANONYMOUS_TENANT, OFF, CacheDirective, CachedResponse, cache_key, status_headers
 from ..gateway import Gateway
+from ..observe import EXCHANGE, Exchange
 from ..routing import Target
 from ..routing.chain import Call
 from ..routing.table import Plan
 
 
 class Scope:
-    __slots__ = ("cache_status", "directive", "gw", "reservation", "settled", "vk")
+    __slots__ = ("cache_status", "directive", "gw", "obs", "reservation", "settled", "vk")
 
-    def __init__(self, gw: Gateway, vk: VirtualKey | None, directive: CacheDirective | None) -> None:
+    def __init__(self, gw: Gateway, vk: VirtualKey | None, directive: CacheDirective | None,
+                 obs: Exchange | None = None) -> None:
         self.gw = gw
         self.vk = vk
         self.directive = directive
+        self.obs = obs  # what the metrics and the access log learn of this request (router/observe.py)
         self.cache_status = OFF if directive is None else directive.status_on_miss
         self.reservation: Reservation = UNLIMITED
         self.settled = False
@@ -38,14 +42,19 @@ class Scope:
     async def open(cls, gw: Gateway, request: web.Request) -> Scope:
         """Authenticate (401) and read the cache headers (400 on a bad TTL) before the body is read."""
         vk = await gw.authenticator.authenticate(request) if gw.authenticator is not None else None
+        obs = request.get(EXCHANGE)
+        if obs is not None and vk is not None:
+            obs.key = vk.name
         directive = CacheDirective.from_headers(request.headers, gw.cache_ttl_s) if gw.cache is not None else None
-        return cls(gw, vk, directive)
+        return cls(gw, vk, directive, obs)
 
     @property
     def key_name(self) -> str | None:
         return self.vk.name if self.vk is not None else None
 
     def authorize(self, model: str) -> None:
+        if self.obs is not None:
+            self.obs.requested = model
         if self.vk is not None:
             self.gw.authenticator.check_model(self.vk, model)
 
@@ -107,7 +116,15 @@ class Scope:
             provider, label = "", call.requested
         self.gw.accountant.record(UsageRecord.from_billed(self.key_name, provider, label, billed,
                                                           cache_hit=cache_hit, ok=ok))
+        if self.obs is not None:
+            self.obs.outcome(call, provider, label, billed, ok, self.cache_status)
         self.settle(billed if not cache_hit else None)
+
+    def first_token(self) -> None:
+        """A stream's first content chunk is going out (time to first token)."""
+        obs = self.obs
+        if obs is not None and obs.first_token_at is None:
+            obs.first_token_at = time.perf_counter()
 
     def settle(self, billed: dict[str, Any] | None) -> None:
         """Replace the reservation with what was really used (nothing, for errors and cache hits)."""

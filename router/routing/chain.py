@@ -53,7 +53,7 @@ class Attempt:
 class Call:
     """One client request as it moves through the chain: what was asked, tried and served."""
 
-    __slots__ = ("attempts", "raw_requested", "request_type", "requested", "started", "target")
+    __slots__ = ("attempts", "raw_requested", "request_type", "requested", "started", "target", "upstream_s")
 
     def __init__(self, requested: str, request_type: str, started: float, raw_requested: bool = False) -> None:
         self.requested = requested
@@ -62,6 +62,7 @@ class Call:
         self.raw_requested = raw_requested
         self.attempts: list[Attempt] = []
         self.target: Target | None = None
+        self.upstream_s = 0.0  # waiting on upstreams (network, not translation): for the overhead metric
 
     def record(self, target: Target, t0: float, status: int, error: str | None = None) -> Attempt:
         attempt = Attempt(target.label, status, round((time.perf_counter() - t0) * 1000.0, 3), error)
@@ -186,13 +187,15 @@ class Chain:
 
         async def exchange(target: Target, slot: KeySlot) -> tuple[Any, float]:
             runtime = target.runtime
+            request = build(target, slot.value)
             t0 = time.perf_counter()
-            resp = await transport.open(runtime, build(target, slot.value))
+            resp = await transport.open(runtime, request)
             ttfb = (time.perf_counter() - t0) * 1000.0
             try:
                 body = await resp.read()
             finally:
                 resp.release()
+                call.upstream_s += time.perf_counter() - t0
             if resp.status >= 300:
                 raise runtime.provider.error(resp.status, resp.headers, body)
             try:
@@ -209,8 +212,9 @@ class Chain:
 
         async def open_one(target: Target, slot: KeySlot) -> tuple[Any, float]:
             runtime = target.runtime
+            request = build(target, slot.value)
             t0 = time.perf_counter()
-            resp = await transport.open(runtime, build(target, slot.value))
+            resp = await transport.open(runtime, request)
             try:
                 if resp.status >= 300:
                     raise runtime.provider.error(resp.status, resp.headers, await resp.read())
@@ -234,7 +238,9 @@ class Chain:
             except BaseException:
                 resp.release()
                 raise
-            return OpenStream(call, resp, data, translator, head, finished), (time.perf_counter() - t0) * 1000.0
+            elapsed = time.perf_counter() - t0
+            call.upstream_s += elapsed
+            return OpenStream(call, resp, data, translator, head, finished), elapsed * 1000.0
 
         return await self._run(plan, call, open_one)
 

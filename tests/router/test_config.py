@@ -217,8 +217,10 @@ def test_example_config_loads_cleanly_with_an_empty_environment() -> None:
     keyed = {name for name, names in _example_key_vars().items() if names}
     assert keyed and "demo" not in keyed
     assert loaded.disabled == frozenset(keyed)
-    assert sorted(loaded.warnings) == sorted(f"providers.{name}: every key is empty; provider disabled"
-                                             for name in keyed)
+    redis_off = "redis.url: empty; running without Redis (cache, accounting and limits in process)"
+    assert sorted(loaded.warnings) == sorted([f"providers.{name}: every key is empty; provider disabled"
+                                              for name in keyed] + [redis_off])
+    assert loaded.config.redis is None
     table = RoutingTable(loaded)
     assert set(table.runtimes) == set(loaded.config.providers) - keyed
     assert [t.label for t in table.plan("demo").targets] == ["demo/echo"]
@@ -229,8 +231,10 @@ def test_example_config_loads_cleanly_with_an_empty_environment() -> None:
 
 def test_example_config_with_keys_set() -> None:
     environ = {var: "secret-value" for names in _example_key_vars().values() for var in names}
-    loaded = load_config(ROOT / "config.example.yaml", environ={**environ, "SWITCHBOARD_PORT": "9999"})
+    loaded = load_config(ROOT / "config.example.yaml", environ={
+        **environ, "SWITCHBOARD_PORT": "9999", "SWITCHBOARD_REDIS_URL": "redis://127.0.0.1:6379/0"})
     assert loaded.warnings == [] and loaded.disabled == frozenset()
+    assert loaded.config.redis is not None and loaded.config.redis.url == "redis://127.0.0.1:6379/0"
     assert loaded.config.server.port == 9999
 
 

@@ -26,9 +26,16 @@ from router.config import parse_config
 from router.openapi_spec import SPEC
 
 MAX_EXAMPLES = 30
+CLIENT_KEY = "sk-fuzz-client"
+ADMIN_TOKEN = "fuzz-admin-token"
+# Auth on (a client key for the proxy routes, the admin token for the admin API and usage, each sent
+# by schemathesis per the operation's security scheme) and a response cache, so the cache headers
+# and the auth, admin and usage routes are fuzzed too.
 CONFIG = {
     "providers": {"demo": {"type": "mock", "models": ["echo", "lorem"], "max_retries": 0}},
     "models": {"fast": "demo/echo"},
+    "auth": {"admin_token": ADMIN_TOKEN, "keys": [{"name": "fuzz", "key": CLIENT_KEY}]},
+    "cache": {"backend": "memory"},
 }
 # Model names that reach the mock: served, and each documented upstream failure (502, 504, 429).
 ROUTED_MODELS = ["demo/echo", "fast", "echo", "demo/lorem", "demo/fail-503", "demo/fail-504", "demo/fail-429",
@@ -99,7 +106,10 @@ def _schemathesis_config() -> schemathesis.Config:
     return schemathesis.Config.from_dict({
         "seed": 20240601,
         "max-stream-events": 100_000,  # read every stream to its end: the check needs the last event
-        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "mode": "all"},
+        # No unknown headers or query parameters in negative cases: HTTP servers ignore those, as this one does.
+        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "mode": "all",
+                       "allow-extra-parameters": False},
+        "auth": {"openapi": {"bearerAuth": {"bearer": CLIENT_KEY}, "adminToken": {"bearer": ADMIN_TOKEN}}},
         "phases": {"stateful": {"enabled": False}},
         "checks": {
             "not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "502", "504"]},
@@ -170,6 +180,8 @@ def _sse_events(ctx, response, case) -> bool | None:
     """A 200 stream: chunks as documented, routing head first, full extra_fields last, then [DONE]."""
     if not response.headers.get("content-type", [""])[0].startswith("text/event-stream"):
         return None
+    if case.operation.path.startswith("/agent/"):
+        return _ui_stream_events(response)
     events = [block.removeprefix("data: ") for block in response.text.split("\n\n") if block]
     assert events, "empty stream"
     if events[-1] == "[DONE]":
@@ -184,6 +196,18 @@ def _sse_events(ctx, response, case) -> bool | None:
         final = orjson.loads(events[-1])
         errors = list(_SCHEMAS["StreamErrorEvent"].iter_errors(final))
         assert not errors, f"stream ended without [DONE] and without an error event: {events[-1][:200]}"
+    return True
+
+
+def _ui_stream_events(response) -> bool:
+    """An agent stream is the AI SDK UI message stream (router/agents/ui_stream.py; tests/agents/ check it
+    chunk by chunk with the `ai` package): typed chunks, `start` first, `finish` last, then [DONE]."""
+    assert response.headers.get("x-vercel-ai-ui-message-stream", [""])[0] == "v1"
+    events = [block.removeprefix("data: ") for block in response.text.split("\n\n") if block.startswith("data: ")]
+    assert events and events[-1] == "[DONE]", "a UI stream must end with [DONE]"
+    chunks = [orjson.loads(e) for e in events[:-1]]
+    assert all(isinstance(c.get("type"), str) for c in chunks)
+    assert chunks[0]["type"] == "start" and chunks[-1]["type"] == "finish"
     return True
 
 

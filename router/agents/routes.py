@@ -1,0 +1,28 @@
+"""Wiring: `add_agent_routes(app)` builds the app's `AgentService` and registers the agent routes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..gateway import GATEWAY
+from .service import AGENTS, AgentService
+from .tools import Resolve
+from .ui_face import ui_chat
+
+UI_PATH = "/agent/v1/chat/completions"
+
+
+def add_agent_routes(app: web.Application, resolve: Resolve | None = None) -> None:
+    """`POST /agent/v1/chat/completions`; the OpenAI face hooks into router/handlers/chat.py.
+
+    Both routes stay registered when switched off in `agent_settings.endpoints` (they answer 404
+    `endpoint_disabled`), so the OpenAPI document matches the routes whatever the config says.
+    """
+    agents = AgentService(app[GATEWAY], resolve)
+    app[AGENTS] = agents
+    app.router.add_post(UI_PATH, ui_chat)
+
+    async def close(app: web.Application) -> None:
+        await agents.close()
+
+    app.on_cleanup.append(close)

@@ -1,0 +1,225 @@
+"""One request's observation: request id, in-flight gauge, metrics, access log and trace.
+
+`Observer.middleware` wraps every request. It takes the request id (`x-request-id` when valid,
+else a new one), puts an `Exchange` on the request for `Scope` to fill in (`Scope.record` reports
+the outcome; the chat relay reports the first token), and when the handler is done (for a stream:
+after its last byte) it hands the `Exchange` to `Metrics.observe`, the access log and the tracer.
+`x-request-id` is echoed on every response by an `on_response_prepare` hook, errors and streams
+included. Metrics cover the proxy routes (`ROUTES`); the access log covers every route but
+`/metrics` and the health probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .access_log import AccessLog
+from .config import LoadedConfig
+from .metrics import Metrics
+from .metrics_gauges import GaugeRefresher
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+    from .routing.chain import Call
+
+# Proxy routes (canonical path -> `route` label).
+ROUTES = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/embeddings": "embeddings",
+          "/embeddings": "embeddings", "/agent/v1/chat/completions": "agent"}
+QUIET = frozenset({"/metrics", "/healthz", "/readyz"})  # scrapes and probes: no access-log line
+CLIENT_CLOSED = 499  # nginx's status for "the client went away before the response"
+_REQUEST_ID = re.compile(r"[\w.:@/+=-]{1,128}", re.ASCII)
+
+
+class Exchange:
+    """What is known about one request; filled in by the middleware, `Scope` and the stream relay."""
+
+    __slots__ = ("cache", "cached_tokens", "completion_tokens", "content", "cost_usd", "estimated", "first_token_at",
+                 "key", "method", "model", "ok", "path", "prompt_tokens", "provider", "recorded", "request_id",
+                 "request_type", "requested", "route", "started", "trails", "upstream_s", "wall")
+
+    def __init__(self, request_id: str, started: float, route: str | None) -> None:
+        self.request_id = request_id
+        self.started = started
+        self.wall = time.time()
+        self.route = route
+        self.key: str | None = None
+        self.requested: str | None = None
+        self.provider: str | None = None
+        self.model: str | None = None
+        self.request_type: str | None = None
+        self.cache = "off"
+        self.ok: bool | None = None
+        self.recorded = False
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cached_tokens = 0
+        self.cost_usd = 0.0
+        self.estimated = False
+        self.trails: list[list] = []  # one attempt trail per routing-core call (agents make several)
+        self.upstream_s = 0.0
+        self.first_token_at: float | None = None
+        self.method = self.path = ""
+        self.content: bytes | None = None
+
+    @property
+    def attempts(self) -> list:
+        trails = self.trails
+        return trails[0] if len(trails) == 1 else [a for t in trails for a in t]
+
+    def outcome(self, call: Call, provider: str, label: str, billed: dict[str, Any] | None, ok: bool,
+                cache: str) -> None:
+        """`Scope.record`: one routing-core call ended (several add up, e.g. the steps of an agent)."""
+        self.recorded = True
+        self.requested = call.requested
+        self.request_type = call.request_type
+        self.provider = provider
+        self.model = label
+        self.ok = ok
+        self.cache = cache
+        self.trails.append(call.attempts)
+        self.upstream_s += call.upstream_s
+        if billed:
+            self.prompt_tokens += int(billed.get("prompt_tokens") or 0)
+            self.completion_tokens += int(billed.get("completion_tokens") or 0)
+            self.cached_tokens += int(billed.get("cached_tokens") or 0)
+            self.cost_usd += billed.get("cost_usd") or 0.0
+            if billed.get("estimated"):
+                self.estimated = True
+
+
+EXCHANGE = web.RequestKey("switchboard_exchange", Exchange)
+
+
+def error_class(status: int, ex: Exchange, response: web.StreamResponse | None, request: web.Request) -> str | None:
+    """The error class of a finished request, or None when it succeeded."""
+    if status < 400:
+        if ex.ok is False:  # a stream that broke after its first chunk (status 200 already sent)
+            transport = request.transport
+            return "client_closed" if transport is None or transport.is_closing() else "upstream"
+        return None
+    if status == CLIENT_CLOSED:
+        return "client_closed"
+    if status == 429:
+        return "rate_limit"
+    if status == 402:
+        return "budget"
+    if status in (401, 403):
+        return "auth"
+    if status == 504:
+        return "timeout"
+    if status == 502:
+        return "upstream"
+    if status == 503:  # no deployment available (upstream) or Redis-backed keys/limits unavailable (internal)
+        body = getattr(response, "body", None)
+        if isinstance(body, bytes) and (b'"auth_unavailable"' in body or b'"limits_unavailable"' in body):
+            return "internal"
+        return "upstream"
+    return "caller" if status < 500 else "internal"
+
+
+class Observer:
+    """The per-app observability pieces and the middleware that feeds them."""
+
+    def __init__(self, loaded: LoadedConfig, gw: Gateway, gauges_interval_s: float = 5.0) -> None:
+        config = loaded.config
+        self.settings = config.logging
+        self.metrics = Metrics(config)
+        self.gauges = GaugeRefresher(self.metrics, gw, gauges_interval_s)
+        self.access_log = AccessLog(include_content=self.settings.include_content) if self.settings.access_log \
+            else None
+        from .tracing import build_tracing
+
+        self.tracing = build_tracing(self.settings.otlp_endpoint, {
+            name: rt.provider.settings.type for name, rt in gw.table.runtimes.items()})
+        self._id_prefix = os.urandom(8).hex()  # per worker (apps are built after the fork)
+        self._ids = itertools.count(1)
+        self.middleware = self._make_middleware()
+
+    def new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):08x}"
+
+    async def start(self) -> None:
+        logging.getLogger("switchboard").setLevel(self.settings.level)
+        if self.access_log is not None:
+            self.access_log.start()
+        self.gauges.start()
+
+    async def close(self) -> None:
+        await self.gauges.close()
+        if self.access_log is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.access_log.stop)
+        if self.tracing is not None:
+            self.tracing.shutdown()
+
+    def _make_middleware(self):
+        metrics = self.metrics
+        finish = self._finish
+        valid_id = _REQUEST_ID.fullmatch
+        new_id = self.new_request_id
+        clock = time.perf_counter
+
+        @web.middleware
+        async def observe(request: web.Request, handler) -> web.StreamResponse:
+            resource = request.match_info.route.resource
+            canonical = resource.canonical if resource is not None else ""
+            route = ROUTES.get(canonical)
+            rid = request.headers.get("x-request-id")
+            if rid is None or valid_id(rid) is None:
+                rid = new_id()
+            ex = Exchange(rid, clock(), route)
+            request[EXCHANGE] = ex
+            gauge = None
+            if route is not None:
+                gauge = metrics.route(route)[0]
+                gauge.inc()
+            status = 500
+            response = None
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except (asyncio.CancelledError, ConnectionError):
+                status = CLIENT_CLOSED
+                raise
+            finally:
+                end = clock()
+                if gauge is not None:
+                    gauge.dec()
+                finish(request, ex, canonical, status, response, end)
+
+        return observe
+
+    def _finish(self, request: web.Request, ex: Exchange, canonical: str, status: int,
+                response: web.StreamResponse | None, end: float) -> None:
+        error = error_class(status, ex, response, request)
+        if ex.route is not None:
+            self.metrics.observe(ex, status, error, end)
+        if self.access_log is not None and canonical not in QUIET:
+            ex.method = request.method
+            ex.path = request.path
+            if self.access_log.include_content:
+                ex.content = getattr(request, "_read_bytes", None)  # the body the handler read, if any
+            self.access_log.emit(ex, status, error, end)
+        if self.tracing is not None:
+            self.tracing.record(ex, status, error, end, request)
+
+
+OBSERVER = web.AppKey("observer", Observer)
+
+
+async def echo_request_id(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: every response carries the request's `x-request-id`."""
+    ex = request.get(EXCHANGE)
+    if ex is not None:
+        response.headers["x-request-id"] = ex.request_id

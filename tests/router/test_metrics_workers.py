@@ -1,0 +1,182 @@
+"""Metrics under `switchboard serve --workers 2`: every scrape, whichever worker answers it, counts every
+request of every worker, including those of a worker that was killed and replaced.
+
+The router runs as a subprocess in its own session; every wait is bounded and every process it
+started is killed in `finally`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[2]
+START_S = 30
+STOP_S = 15
+CONFIG = """\
+providers:
+  demo: {type: mock, models: [echo]}
+server: {extra_fields: true}
+"""
+CHAT = {"model": "demo/echo", "messages": [{"role": "user", "content": "count me"}]}
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _request(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a new connection: any worker may answer
+    try:
+        headers = {"connection": "close"}
+        if body is not None:
+            headers["content-type"] = "application/json"
+        conn.request(method, path, body=orjson.dumps(body) if body is not None else None, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.add(int(entry.name))
+    return out
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """Chat request totals of one scrape, summed over label sets."""
+    status, body = _request(port, "GET", "/metrics")
+    assert status == 200
+    totals = {"requests": 0.0, "latency_count": 0.0, "in_flight": 0.0}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            if s.labels.get("route") != "chat":
+                continue
+            if s.name == "switchboard_requests_total":
+                totals["requests"] += s.value
+            elif s.name == "switchboard_request_duration_seconds_count":
+                totals["latency_count"] += s.value
+            elif s.name == "switchboard_in_flight_requests":
+                totals["in_flight"] += s.value
+    return totals
+
+
+def _metrics_dir(pid: int) -> Path | None:
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        if "switchboard-metrics-" in line and line.endswith(".db"):
+            return Path(line.split()[-1]).parent
+    return None
+
+
+def _pids_served(stdout: Path) -> list[int]:
+    pids = []
+    for line in stdout.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            entry = orjson.loads(line)
+            if entry.get("path") == "/v1/chat/completions":
+                pids.append(entry["pid"])
+    return pids
+
+
+def _kill_all(proc: subprocess.Popen, pids: set[int]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=STOP_S)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def test_two_workers_every_scrape_counts_every_request(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    port = _free_port()
+    stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "router", "serve", "--config", str(config), "--host",
+                                 "127.0.0.1", "--port", str(port), "--workers", "2"],
+                                cwd=ROOT, env=_env(), stdout=out, stderr=err, start_new_session=True)
+    seen: set[int] = set()
+    try:
+        workers = _wait_for(lambda: c if len(c := _children(proc.pid)) == 2 else None, START_S, "two workers")
+        seen |= workers
+        _wait_for(lambda: _request(port, "GET", "/healthz")[0] == 200, START_S, "/healthz")
+        _wait_for(lambda: all(_metrics_dir(pid) for pid in workers), START_S, "both workers' metric files")
+        metrics_dir = _metrics_dir(min(workers))
+        assert metrics_dir is not None and metrics_dir == _metrics_dir(max(workers))
+
+        n = 40
+        for _ in range(n):
+            assert _request(port, "POST", "/v1/chat/completions", CHAT)[0] == 200
+        served = _wait_for(lambda: p if len(p := _pids_served(stdout)) == n else None, 5, "40 access-log lines")
+        assert set(served) == workers, "both workers served requests"
+        for _ in range(6):  # new connections: the kernel hands scrapes to either worker
+            assert _scrape(port) == {"requests": n, "latency_count": n, "in_flight": 0}
+
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        replaced = _wait_for(lambda: c if len(c := _children(proc.pid)) == 2 and victim not in c else None,
+                             START_S, "the killed worker to be replaced")
+        seen |= replaced
+        _wait_for(lambda: not (metrics_dir / f"gauge_livesum_{victim}.db").exists(), STOP_S,
+                  "the dead worker's live gauges to be dropped")
+        assert (metrics_dir / f"counter_{victim}.db").exists()  # its counts stay in the sums
+        time.sleep(0.1)  # the kernel drops the dead listener from the SO_REUSEPORT group a moment later
+        for _ in range(6):
+            assert _scrape(port) == {"requests": n, "latency_count": n, "in_flight": 0}
+        m = 10
+        for _ in range(m):
+            assert _request(port, "POST", "/v1/chat/completions", CHAT)[0] == 200
+        for _ in range(4):
+            assert _scrape(port)["requests"] == n + m
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=STOP_S) == 0
+        _wait_for(lambda: not metrics_dir.exists(), STOP_S, "the metrics directory to be removed")
+    finally:
+        _kill_all(proc, seen)
+    log = stderr.read_text()
+    assert "Traceback" not in log, log
