@@ -206,4 +206,7 @@ class AccessLog:
             except Exception:  # never let one odd request stop the log
                 logging.getLogger("switchboard").warning("access log: could not write a line", exc_info=True)
         for handler in logger.handlers:
-            handler.flush()
+            try:
+                handler.flush()
+            except Exception:  # e.g. stdout closed: drop the batch, keep the thread
+                pass

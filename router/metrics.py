@@ -66,7 +66,6 @@ GAUGE_MODES = {
     "accounting_buffered_records": "livesum",  # usage groups waiting for Redis, all workers together
 }
 
-_ERROR_CLASSES = ("caller", "auth", "rate_limit", "budget", "upstream", "timeout", "internal", "client_closed")
 _STATUS_CLASS = {i: f"{i}xx" for i in range(1, 6)}
 
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .gateway import Gateway
     from .routing.chain import Call
 
+log = logging.getLogger("switchboard")
+
 # Proxy routes (canonical path -> `route` label).
 ROUTES = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/embeddings": "embeddings",
           "/embeddings": "embeddings", "/agent/v1/chat/completions": "agent"}
@@ -147,7 +149,8 @@ class Observer:
         return f"{self._id_prefix}{next(self._ids):08x}"
 
     async def start(self) -> None:
-        logging.getLogger("switchboard").setLevel(self.settings.level)
+        if self.settings.level is not None:
+            logging.getLogger("switchboard").setLevel(self.settings.level)
         if self.access_log is not None:
             self.access_log.start()
         self.gauges.start()
@@ -156,8 +159,8 @@ class Observer:
         await self.gauges.close()
         if self.access_log is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.access_log.stop)
-        if self.tracing is not None:
-            self.tracing.shutdown()
+        if self.tracing is not None:  # flushes the last spans over the network: off the loop
+            await asyncio.get_running_loop().run_in_executor(None, self.tracing.shutdown)
 
     def _make_middleware(self):
         metrics = self.metrics
@@ -196,7 +199,10 @@ class Observer:
                 end = clock()
                 if gauge is not None:
                     gauge.dec()
-                finish(request, ex, canonical, status, response, end)
+                try:
+                    finish(request, ex, canonical, status, response, end)
+                except Exception:  # observing must never fail the request it observes
+                    log.warning("observability: could not record a request", exc_info=True)
 
         return observe
 

@@ -62,12 +62,30 @@ def _metrics_dir() -> tuple[str, bool]:
         _clean_metrics_dir(given, owned=False)
         path, owned = given, False
     else:
-        path, owned = tempfile.mkdtemp(prefix="switchboard-metrics-"), True
+        _remove_stale_dirs()
+        path, owned = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-"), True
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     if "prometheus_client" in sys.modules:
         log.warning("prometheus_client was imported before the metrics directory was set; "
                     "metrics of other workers will be missing")
     return path, owned
+
+
+_DIR_PREFIX = "switchboard-metrics-"
+
+
+def _remove_stale_dirs() -> None:
+    """Directories left by a parent that was killed (SIGKILL skips the clean-up): named after its pid."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), _DIR_PREFIX + "*-*")):
+        pid = os.path.basename(path)[len(_DIR_PREFIX):].partition("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # that parent is gone
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # alive (another user's process, or a pid out of range): leave it
+            pass
 
 
 def _clean_metrics_dir(path: str, owned: bool) -> None:

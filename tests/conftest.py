@@ -209,3 +209,14 @@ anthropic = _fake_vendor("anthropic", "anthropic_upstream", "FakeAnthropic")
 gemini = _fake_vendor("gemini", "gemini_upstream", "FakeGemini")
 bedrock = _fake_vendor("bedrock", "bedrock_upstream", "FakeBedrock")
 cohere = _fake_vendor("cohere", "cohere_upstream", "FakeCohere")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_access_log():
+    """Access-log lines of in-process routers go nowhere (tests that read them attach their own handler)."""
+    import logging
+
+    logger = logging.getLogger("switchboard.access")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    yield

@@ -190,7 +190,8 @@ class LoggingConfig(_Strict):
 
     access_log: bool = True  # one JSON line per request on stdout (logger `switchboard.access`)
     include_content: bool = False  # add the request's messages/input to the access log line
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"  # the `switchboard` logger
+    # Level of the router's own logger (`switchboard`); unset = as configured (`serve`: WARNING and up).
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
     otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318/v1/traces; needs the `otel` extra
 
     @field_validator("otlp_endpoint")

@@ -228,3 +228,23 @@ async def test_in_flight_and_breaker_gauges(router, raw, p) -> None:
     state = frozenset({"provider": p, "model": f"{p}/fail-503", "slot": f"{p}#0"}.items())
     assert after[("switchboard_deployment_state", state)] == 2
     assert after[("switchboard_deployment_cooldown_seconds", state)] > 0
+
+
+async def test_client_leaving_a_stream_is_client_closed(router, raw, p) -> None:
+    cfg = config(p)
+    cfg["providers"][f"{p}slow"]["options"] = {"chunk_latency_ms": 100, "chunk_tokens": 1}
+    url, _ = await router(cfg)
+    before = await scrape(raw, url)
+    async with raw.session.post(url + CHAT, json=chat(f"{p}slow/echo", "one two three four five six seven eight",
+                                                      stream=True)) as resp:
+        assert resp.status == 200
+        await resp.content.readline()  # the first event, then hang up
+    pm = {"route": "chat", "provider": f"{p}slow", "model": f"{p}slow/echo"}
+    for _ in range(50):
+        after = await scrape(raw, url)
+        if delta(after, before, "switchboard_errors_total", **pm, **{"class": "client_closed"}):
+            break
+        await asyncio.sleep(0.05)
+    assert delta(after, before, "switchboard_errors_total", **pm, **{"class": "client_closed"}) == 1
+    assert delta(after, before, "switchboard_errors_total", **pm, **{"class": "upstream"}) == 0
+    assert after[("switchboard_in_flight_requests", frozenset({"route": "chat"}.items()))] == 0

@@ -148,11 +148,16 @@ def test_two_workers_every_scrape_counts_every_request(tmp_path: Path) -> None:
         metrics_dir = _metrics_dir(min(workers))
         assert metrics_dir is not None and metrics_dir == _metrics_dir(max(workers))
 
-        n = 40
-        for _ in range(n):
+        # New connections until both workers have served some (a worker may still be binding at first).
+        n = 0
+        deadline = time.monotonic() + START_S
+        while n < 40 or set(_pids_served(stdout)) != workers:
+            assert time.monotonic() < deadline, f"both workers never served: {set(_pids_served(stdout))}"
             assert _request(port, "POST", "/v1/chat/completions", CHAT)[0] == 200
-        served = _wait_for(lambda: p if len(p := _pids_served(stdout)) == n else None, 5, "40 access-log lines")
-        assert set(served) == workers, "both workers served requests"
+            n += 1
+            if n >= 40:
+                time.sleep(0.05)  # access-log lines are written in batches
+        _wait_for(lambda: len(_pids_served(stdout)) == n, 5, f"{n} access-log lines")
         for _ in range(6):  # new connections: the kernel hands scrapes to either worker
             assert _scrape(port) == {"requests": n, "latency_count": n, "in_flight": 0}
 
