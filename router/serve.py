@@ -138,10 +138,11 @@ def _supervise(loaded: LoadedConfig, host: str, port: int, workers: int, metrics
             if proc.is_alive():
                 continue
             _worker_exited(proc.pid, metrics_dir)
-            if stopping or proc.exitcode == 0:
+            if stopping:
                 procs.remove(proc)
                 continue
-            # A worker died on its own: replace it, unless workers keep crashing.
+            # A worker ended on its own (crash, OOM kill, a stray SIGTERM): replace it, unless
+            # workers keep dying.
             now = time.monotonic()
             restarts = [t for t in restarts if now - t < 60] + [now]
             if len(restarts) > 5 * workers:

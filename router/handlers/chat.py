@@ -36,7 +36,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     targets = plan(gw.table, model, fallbacks)
     stream = body.get("stream") is True
     call = Call(model, "chat.completion.chunk" if stream else "chat.completion", started, wants_raw(gw, request))
-    await scope.admit(targets, body, lambda: count_messages(body["messages"], model, body.get("tools")))
     vendor_body = upstream_body(body)
     fan = needs_fanout(targets, vendor_body)  # n > 1 where some vendor cannot: n parallel calls
     send_body = without_n(vendor_body) if fan else vendor_body
@@ -44,9 +43,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         scope.directive = scope.directive.without_lookup()  # a cached entry has no raw vendor body
         scope.cache_status = scope.directive.status_on_miss
     key = scope.cache_key(CHAT, model, vendor_body, streamed=stream)
-    if stream:
-        return await stream_chat(request, scope, call, targets, vendor_body, send_body, fan, key)
     entry = await scope.lookup(key)
+    await scope.admit(targets, body, lambda: count_messages(body["messages"], model, body.get("tools")),
+                      cached=entry is not None)
+    if stream:
+        return await stream_chat(request, scope, call, targets, vendor_body, send_body, fan, key, entry)
     if entry is None and key is not None and gw.flight is not None and scope.directive.lookup:
         async with gw.flight.slot(key) as slot:
             if slot.shared:

@@ -32,9 +32,9 @@ DONE = b"data: [DONE]\n\n"
 
 
 async def stream_chat(request: web.Request, scope: Scope, call: Call, targets: Plan, vendor_body: dict[str, Any],
-                      send_body: dict[str, Any], fan: int, key: str | None) -> web.StreamResponse:
+                      send_body: dict[str, Any], fan: int, key: str | None,
+                      entry: CachedResponse | None) -> web.StreamResponse:
     gw = scope.gw
-    entry = await scope.lookup(key)
     if entry is not None:
         return await _replay(request, scope, call, entry)
 

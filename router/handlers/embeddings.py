@@ -32,13 +32,13 @@ async def embeddings(request: web.Request) -> web.Response:
     scope.authorize(model)
     targets = plan(gw.table, model, fallbacks)
     call = Call(model, "embedding", started, wants_raw(gw, request))
-    await scope.admit(targets, body, lambda: _input_tokens(body.get("input"), model))
     vendor_body = upstream_body(body)
     if call.raw_requested and scope.directive is not None:
         scope.directive = scope.directive.without_lookup()
         scope.cache_status = scope.directive.status_on_miss
     key = scope.cache_key(EMBEDDINGS, model, vendor_body, streamed=False)
     entry = await scope.lookup(key)
+    await scope.admit(targets, body, lambda: _input_tokens(body.get("input"), model), cached=entry is not None)
     if entry is not None:
         scope.record(call, None, None, ok=True, cache_hit=True, served_by=(entry.provider or "", entry.model or ""))
         extra = extra_fields.cached(call, entry) if gw.extra_fields_enabled else None

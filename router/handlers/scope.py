@@ -58,10 +58,16 @@ class Scope:
         if self.vk is not None:
             self.gw.authenticator.check_model(self.vk, model)
 
-    async def admit(self, plan: Plan, body: dict[str, Any], prompt_estimate) -> None:
-        """Reserve this request against the key's RPM, TPM and budget (429/402 when over)."""
+    async def admit(self, plan: Plan, body: dict[str, Any], prompt_estimate, cached: bool = False) -> None:
+        """Reserve this request against the key's RPM, TPM and budget (429/402 when over).
+
+        A cache hit (`cached`) costs no tokens and nothing: it counts as a request only, so an
+        exhausted budget does not refuse an answer that is free."""
         vk = self.vk
         if vk is None or not vk.has_limits:
+            return
+        if cached:
+            self.reservation = await self.gw.limiter.admit(vk, 0, 0)
             return
         prompt = prompt_estimate() if (vk.tpm is not None or vk.budget_nanos is not None) else 0
         completion = body.get("max_completion_tokens") or body.get("max_tokens") or 0

@@ -193,6 +193,30 @@ async def test_budget_is_reconciled_with_the_real_cost_not_the_estimate(config, 
     assert _calls(fake_openai) == 2
 
 
+async def test_a_cache_hit_is_served_on_an_exhausted_budget(config, make_router, fake_openai, chat, raw) -> None:
+    """A hit costs nothing, so a spent budget must not refuse it (it still counts as a request)."""
+    estimate = PROMPT_ESTIMATE * 0.001
+    url = await make_router(config([{"name": "small", "key": "sk-small", "budget_usd": COST + estimate / 2}],
+                                   cache={"ttl_s": 60}))
+    first = await chat(url, bearer("sk-small"))
+    assert first.status == 200 and _header(first, "x-switchboard-cache") == "miss"
+    await _limits(raw, url, "small")
+    other = await chat(url, bearer("sk-small"), messages=[{"role": "user", "content": "something else"}])
+    assert other.status == 402  # the budget is spent for anything that would reach the vendor
+    again = await chat(url, bearer("sk-small"))
+    assert again.status == 200 and _header(again, "x-switchboard-cache") == "hit"
+    assert again.json()["extra_fields"]["billed_usage"]["cost_usd"] == 0.0
+    assert _calls(fake_openai) == 1
+
+
+async def test_models_list_needs_a_key_and_shows_only_what_it_may_use(config, make_router, raw) -> None:
+    url = await make_router(config([{"name": "narrow", "key": "sk-narrow", "models": ["fast"]}],
+                                   models={"fast": MODEL, "other": MODEL}))
+    assert (await raw.request("GET", url + "/v1/models")).status == 401
+    resp = await raw.request("GET", url + "/v1/models", headers=bearer("sk-narrow"))
+    assert resp.status == 200 and [m["id"] for m in resp.json()["data"]] == ["fast"]
+
+
 # -- the admin API -----------------------------------------------------------------------------------
 async def test_admin_key_works_at_once_and_on_another_instance_and_delete_revokes(
         config, make_router, backend, chat, raw) -> None:
