@@ -187,6 +187,11 @@ def _short_tool_ids(messages: object) -> list | None:
     inside) mapped to short stable ones, consistently in the call and its result; None if none are long."""
     if not isinstance(messages, list):
         return None
+    for m in messages:  # the common case, no tool calls at all: one cheap pass over the roles
+        if not isinstance(m, dict) or m.get("role") == "tool" or m.get("tool_calls"):
+            break
+    else:
+        return None
     long_ids = any(
         (isinstance(m, dict) and (
             (m.get("role") == "tool" and _short_id(m.get("tool_call_id")) != m.get("tool_call_id"))

@@ -333,9 +333,14 @@ def _readiness() -> Schema:
     checks = obj({"config": {"type": "string", "enum": ["ok", "starting"]}, "providers": names,
                   "disabled_providers": names,
                   "deployments": typed("array", "An open breaker does not make the router unready.",
-                                       items=_deployment_health())},
+                                       items=_deployment_health()),
+                  "redis": {"type": "string", "enum": ["ok", "unreachable"],
+                            "description": "Only with `redis:` configured."}},
                  ("config", "providers", "disabled_providers"))
-    return obj({"status": {"type": "string", "enum": ["ready", "not_ready"]}, "checks": checks},
+    return obj({"status": {"type": "string", "enum": ["ready", "degraded", "not_ready"],
+                           "description": "`degraded`: Redis is unreachable and auth.on_redis_down is "
+                                          "fail_open, so the router serves without it."},
+                "checks": checks},
                ("status", "checks"))
 
 

@@ -1,7 +1,10 @@
 """`GET /healthz` (the process answers) and `GET /readyz` (config loaded, dependencies reachable).
 
 `/readyz` also reports each deployment's circuit-breaker state as this worker sees it; an open
-breaker does not make the router unready (other deployments and fallbacks still serve).
+breaker does not make the router unready (other deployments and fallbacks still serve). With Redis
+configured it is pinged: unreachable Redis makes the router unready (503) only when
+`auth.on_redis_down` is `fail_closed` (requests with limits would be refused anyway); otherwise the
+router keeps serving in a degraded mode (cache misses, buffered accounting) and says so with 200.
 """
 
 from __future__ import annotations
@@ -22,5 +25,14 @@ async def readyz(request: web.Request) -> web.Response:
               "providers": sorted(gw.table.runtimes), "disabled_providers": sorted(gw.table.disabled),
               "deployments": gw.health.snapshot()}
     ready = gw.ready
-    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    status = "ready" if ready else "not_ready"
+    if gw.redis is not None:
+        redis_ok = await gw.redis.ping()
+        checks["redis"] = "ok" if redis_ok else "unreachable"
+        if not redis_ok:
+            if gw.limiter.fail_open:
+                status = "degraded" if ready else status
+            else:
+                ready, status = False, "not_ready"
+    body = {"status": status, "checks": checks}
     return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type="application/json")

@@ -288,3 +288,18 @@ async def test_cache_fails_open_while_redis_is_down_and_resumes(config, make_rou
     while _status(await chat(url, "after")) != "hit":  # stored once Redis is back up, then served
         assert time.monotonic() < deadline, "caching did not resume within 10 s of Redis restarting"
         await asyncio.sleep(0.2)
+
+
+async def test_readyz_reports_redis_and_degrades_while_it_is_down(make_router, fake_openai, raw, redis_server,
+                                                                  redis_url) -> None:
+    url = await make_router({"providers": {"up": fake_openai.provider("up")}, "redis": {"url": redis_url},
+                             "cache": {"ttl_s": 60}})
+    resp = await raw.request("GET", url + "/readyz")
+    assert resp.status == 200 and resp.json()["status"] == "ready" and resp.json()["checks"]["redis"] == "ok"
+    redis_server.kill()
+    try:
+        resp = await raw.request("GET", url + "/readyz")
+        assert resp.status == 200 and resp.json()["status"] == "degraded"  # fail_open: still serving
+        assert resp.json()["checks"]["redis"] == "unreachable"
+    finally:
+        redis_server.start()
