@@ -3,7 +3,8 @@
 `Observer.middleware` wraps every request. It takes the request id (`x-request-id` when valid,
 else a new one), puts an `Exchange` on the request for `Scope` to fill in (`Scope.record` reports
 the outcome; the chat relay reports the first token), and when the handler is done (for a stream:
-after its last byte) it hands the `Exchange` to `Metrics.observe`, the access log and the tracer.
+after its last byte) it hands the `Exchange` to `Metrics.observe`, the access log and the tracer,
+in a callback that runs just after aiohttp has written the response (off the request's latency).
 `x-request-id` is echoed on every response by an `on_response_prepare` hook, errors and streams
 included. Metrics cover the proxy routes (`ROUTES`); the access log covers every route but
 `/metrics` and the health probes.
@@ -199,14 +200,20 @@ class Observer:
                 end = clock()
                 if gauge is not None:
                     gauge.dec()
-                try:
-                    finish(request, ex, canonical, status, response, end)
-                except Exception:  # observing must never fail the request it observes
-                    log.warning("observability: could not record a request", exc_info=True)
+                # Metrics, access log and trace once aiohttp has written the response (it does so
+                # in this same task step, after the handler returns): off the request's latency.
+                asyncio.get_running_loop().call_soon(finish, request, ex, canonical, status, response, end)
 
         return observe
 
     def _finish(self, request: web.Request, ex: Exchange, canonical: str, status: int,
+                response: web.StreamResponse | None, end: float) -> None:
+        try:
+            self._record(request, ex, canonical, status, response, end)
+        except Exception:  # observing must never fail the request it observes
+            log.warning("observability: could not record a request", exc_info=True)
+
+    def _record(self, request: web.Request, ex: Exchange, canonical: str, status: int,
                 response: web.StreamResponse | None, end: float) -> None:
         error = error_class(status, ex, response, request)
         if ex.route is not None:

@@ -71,6 +71,24 @@ def _fallbacks(body: dict) -> list[str] | None:
     return fallbacks
 
 
+# The typed scalar parameters of a chat request: (member, checker, checker arguments).
+_CHAT_PARAMS: tuple[tuple[str, Any, tuple], ...] = (
+    ("temperature", _number, (0, 2)),
+    ("top_p", _number, (0, 1)),
+    ("n", _number, (1, 128, True)),
+    ("max_tokens", _number, (1, None, True)),
+    ("max_completion_tokens", _number, (1, None, True)),
+    ("presence_penalty", _number, (-2, 2)),
+    ("frequency_penalty", _number, (-2, 2)),
+    ("top_logprobs", _number, (0, 20, True)),
+    ("seed", _number, (None, None, True)),
+    *((name, _typed, (bool, "a boolean")) for name in ("stream", "logprobs", "parallel_tool_calls", "store")),
+    *((name, _typed, (dict, "an object")) for name in ("stream_options", "logit_bias", "metadata")),
+    *((name, _typed, (str, "a string"))
+      for name in ("user", "reasoning_effort", "prompt_cache_key", "safety_identifier", "service_tier")),
+)
+
+
 def validate_chat(body: dict[str, Any]) -> tuple[str, list[str] | None]:
     """Check a chat completion request; return (model, request fallbacks)."""
     model = _model(body)
@@ -98,21 +116,9 @@ def validate_chat(body: dict[str, Any]) -> tuple[str, list[str] | None]:
             raise _bad(f"{where}.tool_call_id", f"'{where}.tool_call_id' must be a string")
         if msg.get("tool_calls") is not None and not isinstance(msg["tool_calls"], list):
             raise _bad(f"{where}.tool_calls", f"'{where}.tool_calls' must be an array")
-    _number(body, "temperature", 0, 2)
-    _number(body, "top_p", 0, 1)
-    _number(body, "n", 1, 128, integer=True)
-    _number(body, "max_tokens", 1, None, integer=True)
-    _number(body, "max_completion_tokens", 1, None, integer=True)
-    _number(body, "presence_penalty", -2, 2)
-    _number(body, "frequency_penalty", -2, 2)
-    _number(body, "top_logprobs", 0, 20, integer=True)
-    _number(body, "seed", None, None, integer=True)
-    for name in ("stream", "logprobs", "parallel_tool_calls", "store"):
-        _typed(body, name, bool, "a boolean")
-    for name in ("stream_options", "logit_bias", "metadata"):
-        _typed(body, name, dict, "an object")
-    for name in ("user", "reasoning_effort", "prompt_cache_key", "safety_identifier", "service_tier"):
-        _typed(body, name, str, "a string")
+    for name, check, args in _CHAT_PARAMS:  # in this order, so the first bad member is the one reported
+        if body.get(name) is not None:
+            check(body, name, *args)
     stop = body.get("stop")
     if stop is not None and not (isinstance(stop, str) or (
             isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))):

@@ -280,6 +280,12 @@ class Chain:
     def _pick(self, target: Target, slots: tuple[KeySlot, ...], tried: set[str], force: bool) -> KeySlot | None:
         """Weighted choice among the keys not tried yet whose key and deployment are healthy."""
         health = self.health
+        if len(slots) == 1:  # the common case: one key, no list to build
+            slot = slots[0]
+            if slot.id in tried or not (force or (
+                    health.key_ok(slot.id) and health.available(health.deployment(target.label, slot.id)))):
+                return None
+            return slot
         pool = [s for s in slots if s.id not in tried and (force or (
             health.key_ok(s.id) and health.available(health.deployment(target.label, s.id))))]
         if not pool:
