@@ -12,7 +12,7 @@ Ctrl-C or SIGTERM). See benchmarks/README.md for what each scenario measures.
   2 closed_loop    concurrency 1/16/64: RPS through the router as a ratio of RPS direct
   3 streaming      20-chunk streams at a fixed rate: time to first token and total, added
   4 fallback       first target 503, second serves: latency vs a direct success, as a ratio
-  5 redis_cache_accounting  skipped until the router has Redis support
+  5 redis_cache_accounting  accounting in Redis, then the response cache on (hits), at a fixed rate
   6 workers_2      `--workers 2`, closed loop at concurrency 64 (and 16)
   + memory (idle RSS, after load) and a soak (RSS over time), router CPU time per request everywhere
 """
@@ -27,6 +27,7 @@ import platform
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +35,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from . import loadgen, procs, report
 
@@ -43,7 +46,6 @@ CONFIG = HERE / "bench_config.yaml"
 DIRECT_MODEL = "gpt-4o-mini"
 ROUTER_MODEL = "bench/gpt-4o-mini"
 FALLBACK_MODEL = "bench-fallback"
-REDIS_SKIP_REASON = "router has no Redis support yet"
 NOISE_LIMIT_CORES = 0.25  # other processes using more than this during a run make it "noisy"
 MAX_NOISY_RETRIES = 2
 
@@ -131,11 +133,11 @@ class Bench:
         self.say(f"mock upstream ready on :{self.mock_port} (pid {self.mock.pid}, "
                  f"latency {self.upstream_latency_ms:g} ms, {self.chunks} chunks every {self.chunk_interval_ms:g} ms)")
 
-    def start_router(self, workers: int) -> None:
+    def start_router(self, workers: int, config: Path = CONFIG) -> None:
         self.router_port = procs.free_port()
         env = {**os.environ, "BENCH_UPSTREAM_URL": f"http://127.0.0.1:{self.mock_port}/v1",
                "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "router", "serve", "--config", str(CONFIG), "--host", "127.0.0.1",
+        cmd = [sys.executable, "-m", "router", "serve", "--config", str(config), "--host", "127.0.0.1",
                "--port", str(self.router_port), "--workers", str(workers)]
         cpus = self.layout.router if workers == 1 else None
         self.router = procs.Service(f"router ({workers} worker(s))", cmd, cwd=ROOT, env=env,
@@ -417,17 +419,43 @@ class Bench:
         return {"ok": ok, "served_by": served, "attempt_statuses": [a.get("status") for a in attempts]}
 
     def scenario_redis(self) -> dict[str, Any]:
-        """Scenario 5: cache and accounting in Redis. A stub until the router can use Redis."""
-        reason = REDIS_SKIP_REASON
+        """Scenario 5: state in a private redis-server. (a) accounting only (every request batched
+        to Redis, no cache), (b) the response cache on as well (identical requests: hits after the
+        first), each at the same fixed rate as the direct path."""
+        redis_bin = shutil.which("redis-server")
+        if redis_bin is None:
+            self.say("5 redis cache+accounting   skipped: redis-server is not installed")
+            return {"status": "skipped", "reason": "redis-server is not installed"}
+        rate = self.profile.rates[min(1, len(self.profile.rates) - 1)] if self.profile.rates else 200
+        port = procs.free_port()
+        redis = procs.Service("redis-server", [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                               "--appendonly", "no", "--protected-mode", "no"],
+                              cwd=ROOT, log_path=self.out / "redis.log", cpus=self.layout.client)
+        redis.start()
+        out: dict[str, Any] = {"offered_rps": rate, "redis": "private redis-server on loopback, no persistence"}
         try:
-            from router.config.schema import Config
-
-            if "redis" in Config.model_fields:
-                reason = "the router has a `redis` setting now, but this scenario is not implemented yet"
-        except Exception:
-            pass
-        self.say(f"5 redis cache+accounting   skipped: {reason}")
-        return {"status": "skipped", "reason": reason}
+            _wait_redis(port)
+            base = yaml.safe_load(CONFIG.read_text())
+            state = {"redis": {"url": f"redis://127.0.0.1:{port}/0"}}
+            variants = (("accounting", {**state, "cache": {"backend": "off"}}),
+                        ("cache_hits", {**state, "cache": {"ttl_s": 3600}}))
+            for name, extra in variants:
+                path = self.out / f"bench_config_{name}.yaml"
+                path.write_text(yaml.safe_dump({**base, **extra}, sort_keys=False))
+                self.stop_router()
+                self.start_router(workers=1, config=path)
+                self.warm_up()
+                out[name] = self.load(f"5 redis {name} {rate}/s", "router", model=ROUTER_MODEL, rate=rate)
+            out["direct"] = self.load(f"5 redis {rate}/s", "direct", model=DIRECT_MODEL, rate=rate)
+            for name, _ in variants:
+                out[f"added_ms_{name}"] = _added(out["direct"]["latency_ms"], out[name]["latency_ms"])
+        except RuntimeError as exc:
+            self.say(f"5 redis FAILED: {exc}")
+            return {"status": "error", "reason": str(exc).splitlines()[0]}
+        finally:
+            self.stop_router()
+            redis.stop()
+        return out
 
     def scenario_workers(self) -> dict[str, Any]:
         """Scenario 6: `--workers 2`, nothing pinned (the workers need both cores)."""
@@ -531,12 +559,12 @@ class Bench:
             res["router_profile"] = self.sample_router()
         sc["streaming"] = self.scenario_streaming()
         sc["fallback"] = self.scenario_fallback()
-        sc["redis_cache_accounting"] = self.scenario_redis()
         time.sleep(p.settle_s)
         res["memory"]["after_load"] = self.memory()
         self.say(f"router RSS after load {res['memory']['after_load']['rss_mb_per_worker']} MB")
         if p.soak_s > 0:
             sc["soak"] = self.soak()
+        sc["redis_cache_accounting"] = self.scenario_redis()  # restarts the router with Redis configs
         if p.workers_2:
             sc["workers_2"] = self.scenario_workers()
         else:
@@ -546,6 +574,20 @@ class Bench:
                         "patience_left_s": round(self.patience_s, 1)}
         res["targets"] = report.targets(res)
         return res
+
+
+def _wait_redis(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"redis-server on port {port} did not start")
 
 
 def _added(direct: dict | None, router: dict | None) -> dict[str, float] | None:
