@@ -8,10 +8,8 @@ to the parent stops every process cleanly.
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +17,21 @@ from pathlib import Path
 
 import orjson
 import pytest
+from support.redis_server import free_port
+from support.serve_process import (
+    ROOT,
+    alive,
+    children,
+    clean_env,
+    kill_all,
+    listening_inodes,
+    proc_stat,
+    request,
+    socket_inodes,
+    start_serve,
+    wait_for,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 RUN_S = 30  # bound on a `check` run
 START_S = 30  # bound on the router becoming ready
 STOP_S = 15  # bound on a clean shutdown
@@ -51,17 +62,9 @@ models:
 """
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """A clean environment: no vendor keys leak in from the developer's shell."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
-
-
 def _check(config: Path, *command: str) -> subprocess.CompletedProcess:
     argv = list(command or (sys.executable, "-m", "router"))
-    return subprocess.run([*argv, "check", "--config", str(config)], cwd=ROOT, env=_env(), capture_output=True,
+    return subprocess.run([*argv, "check", "--config", str(config)], cwd=ROOT, env=clean_env(), capture_output=True,
                           text=True, timeout=RUN_S)
 
 
@@ -83,7 +86,7 @@ def test_check_with_the_key_set(tmp_path: Path) -> None:
     config = tmp_path / "good.yaml"
     config.write_text(GOOD)
     result = subprocess.run([sys.executable, "-m", "router", "check", "--config", str(config)], cwd=ROOT,
-                            env=_env(OPENAI_API_KEY="sk-from-env"), capture_output=True, text=True, timeout=RUN_S)
+                            env=clean_env(OPENAI_API_KEY="sk-from-env"), capture_output=True, text=True, timeout=RUN_S)
     assert result.returncode == 0, result.stderr
     assert "provider openai: type openai, https://api.openai.com/v1, 1 key(s)" in result.stdout
     assert "model fast: targets openai/gpt-4o-mini (weight 3), demo/echo (weight 1); fallbacks demo/lorem" \
@@ -133,59 +136,21 @@ def test_switchboard_console_script(tmp_path: Path) -> None:
 
 
 # -- serve --workers 2 ----------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _request(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a new connection each time
-    try:
-        headers = {"content-type": "application/json", "connection": "close"} if body is not None else {}
-        conn.request(method, path, body=orjson.dumps(body) if body is not None else None, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def _children(pid: int) -> set[int]:
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.add(int(entry.name))
-    return out
-
-
 def _process_group(pgid: int) -> set[int]:
     """Live processes in process group `pgid` (the parent runs in its own session, its workers inherit it)."""
     out = set()
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                out.add(int(entry.name))
+        if entry.name.isdigit() and (fields := proc_stat(int(entry.name))) and int(fields[2]) == pgid \
+                and fields[0] != "Z":
+            out.add(int(entry.name))
     return out
 
 
 def _kill_all(proc: subprocess.Popen, workers: set[int]) -> None:
-    """SIGKILL the parent first (so it starts no replacement), then every worker, by pid."""
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=STOP_S)
+    """Kill the parent and every worker, sweep the parent's process group too, and fail if any survives."""
+    kill_all(proc, workers, STOP_S)
     deadline = time.monotonic() + STOP_S
-    while (left := {pid for pid in workers if _alive(pid)} | _process_group(proc.pid)) and time.monotonic() < deadline:
+    while (left := {pid for pid in workers if alive(pid)} | _process_group(proc.pid)) and time.monotonic() < deadline:
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -195,58 +160,10 @@ def _kill_all(proc: subprocess.Popen, workers: set[int]) -> None:
     assert not left, f"processes left behind: {sorted(left)}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _listening_inodes(port: int) -> set[str]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:  # 0A = LISTEN
-                inodes.add(fields[9])
-    return inodes
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    try:
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return inodes
-    for fd in fds:
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-
-
 def _workers_listening(parent: int, port: int, count: int) -> dict[int, set[str]] | None:
     """{worker pid: its listening sockets on `port`} once `count` workers each hold their own."""
-    listening = _listening_inodes(port)
-    held = {pid: _socket_inodes(pid) & listening for pid in _children(parent)}
+    listening = listening_inodes(port)
+    held = {pid: socket_inodes(pid) & listening for pid in children(parent)}
     if len(held) == count and all(held.values()) and len(set().union(*held.values())) >= count:
         return held
     return None
@@ -259,51 +176,48 @@ CHAT = {"model": "fast", "messages": [{"role": "user", "content": "hello workers
 def test_serve_two_workers_restart_and_clean_shutdown(tmp_path: Path) -> None:
     config = tmp_path / "mock.yaml"
     config.write_text(MOCK)
-    port = _free_port()
+    port = free_port()
     stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "router", "serve", "--config", str(config), "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "2"],
-            cwd=ROOT, env=_env(), stdout=out, stderr=err, start_new_session=True)
+        proc = start_serve(config, port, clean_env(), out, err)
     seen: set[int] = set()  # every worker pid, for the cleanup
     try:
-        held = _wait_for(lambda: _workers_listening(proc.pid, port, 2), START_S, "two listening workers")
+        held = wait_for(lambda: _workers_listening(proc.pid, port, 2), START_S, "two listening workers")
         first_workers = set(held)
         seen |= first_workers
         # Two processes, each with its own listening socket on the port: SO_REUSEPORT sharing.
         assert len(first_workers) == 2 and proc.pid not in first_workers
-        assert not (_socket_inodes(proc.pid) & _listening_inodes(port)), "the parent itself must not listen"
-        _wait_for(lambda: _healthy(port), START_S, "/healthz")
+        assert not (socket_inodes(proc.pid) & listening_inodes(port)), "the parent itself must not listen"
+        wait_for(lambda: _healthy(port), START_S, "/healthz")
 
         for _ in range(50):
-            status, body = _request(port, "POST", "/v1/chat/completions", CHAT)
+            status, body = request(port, "POST", "/v1/chat/completions", CHAT)
             assert status == 200, body
             assert orjson.loads(body)["choices"][0]["message"]["content"] == "hello workers"
 
         victim = min(first_workers)
         os.kill(victim, signal.SIGKILL)
-        _wait_for(lambda: not _alive(victim), STOP_S, "the killed worker to die")
+        wait_for(lambda: not alive(victim), STOP_S, "the killed worker to die")
         # The kernel drops the dead listener from the SO_REUSEPORT group a moment after the process
         # is a zombie; a connection made in that instant is reset. Give it that moment.
         time.sleep(0.1)
         for _ in range(20):  # the surviving worker (and soon its replacement) keeps serving
-            status, body = _request(port, "POST", "/v1/chat/completions", CHAT)
+            status, body = request(port, "POST", "/v1/chat/completions", CHAT)
             assert status == 200, body
-        held = _wait_for(lambda: (h := _workers_listening(proc.pid, port, 2)) and victim not in h and h,
+        held = wait_for(lambda: (h := _workers_listening(proc.pid, port, 2)) and victim not in h and h,
                          START_S, "the parent to restart the killed worker")
         seen |= set(held)
         replacement = set(held) - first_workers
         assert len(replacement) == 1 and set(held) - replacement == first_workers - {victim}
         for _ in range(10):
-            assert _request(port, "GET", "/v1/models")[0] == 200
+            assert request(port, "GET", "/v1/models")[0] == 200
 
         workers = set(held)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=STOP_S) == 0
-        _wait_for(lambda: not any(_alive(pid) for pid in workers), STOP_S, "every worker to exit")
+        wait_for(lambda: not any(alive(pid) for pid in workers), STOP_S, "every worker to exit")
         with pytest.raises(OSError):
-            _request(port, "GET", "/healthz")
+            request(port, "GET", "/healthz")
     finally:
         _kill_all(proc, seen)
     log = stderr.read_text()
@@ -314,6 +228,6 @@ def test_serve_two_workers_restart_and_clean_shutdown(tmp_path: Path) -> None:
 
 def _healthy(port: int) -> bool:
     try:
-        return _request(port, "GET", "/healthz") == (200, b'{"status":"ok"}')
+        return request(port, "GET", "/healthz") == (200, b'{"status":"ok"}')
     except OSError:
         return False

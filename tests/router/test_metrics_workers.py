@@ -7,20 +7,17 @@ started is killed in `finally`.
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support.redis_server import free_port
+from support.serve_process import ROOT, children, kill_all, request, start_serve, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 START_S = 30
 STOP_S = 15
 CONFIG = """\
@@ -33,54 +30,9 @@ CHAT = {"model": "demo/echo", "messages": [{"role": "user", "content": "count me
 pytestmark = pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _request(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a new connection: any worker may answer
-    try:
-        headers = {"connection": "close"}
-        if body is not None:
-            headers["content-type"] = "application/json"
-        conn.request(method, path, body=orjson.dumps(body) if body is not None else None, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def _children(pid: int) -> set[int]:
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                out.add(int(entry.name))
-    return out
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except OSError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-
-
 def _scrape(port: int) -> dict[str, float]:
     """Chat request totals of one scrape, summed over label sets."""
-    status, body = _request(port, "GET", "/metrics")
+    status, body = request(port, "GET", "/metrics")
     assert status == 200
     totals = {"requests": 0.0, "latency_count": 0.0, "in_flight": 0.0}
     for family in text_string_to_metric_families(body.decode()):
@@ -113,15 +65,9 @@ def _pids_served(stdout: Path) -> list[int]:
     return pids
 
 
-def _kill_all(proc: subprocess.Popen, pids: set[int]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=STOP_S)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+def _wait_for(predicate, timeout: float, what: str):
+    """`wait_for`, polling every 50 ms, with a request that fails to connect counting as not yet."""
+    return wait_for(predicate, timeout, what, interval_s=0.05, ignore=(OSError,))
 
 
 def _env() -> dict[str, str]:
@@ -130,20 +76,18 @@ def _env() -> dict[str, str]:
     return env
 
 
-def test_two_workers_every_scrape_counts_every_request(tmp_path: Path) -> None:
+def test_two_workers_every_scrape_counts_everyrequest(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG)
-    port = _free_port()
+    port = free_port()
     stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "router", "serve", "--config", str(config), "--host",
-                                 "127.0.0.1", "--port", str(port), "--workers", "2"],
-                                cwd=ROOT, env=_env(), stdout=out, stderr=err, start_new_session=True)
+        proc = start_serve(config, port, _env(), out, err)
     seen: set[int] = set()
     try:
-        workers = _wait_for(lambda: c if len(c := _children(proc.pid)) == 2 else None, START_S, "two workers")
+        workers = _wait_for(lambda: c if len(c := children(proc.pid)) == 2 else None, START_S, "two workers")
         seen |= workers
-        _wait_for(lambda: _request(port, "GET", "/healthz")[0] == 200, START_S, "/healthz")
+        _wait_for(lambda: request(port, "GET", "/healthz")[0] == 200, START_S, "/healthz")
         _wait_for(lambda: all(_metrics_dir(pid) for pid in workers), START_S, "both workers' metric files")
         metrics_dir = _metrics_dir(min(workers))
         assert metrics_dir is not None and metrics_dir == _metrics_dir(max(workers))
@@ -153,7 +97,7 @@ def test_two_workers_every_scrape_counts_every_request(tmp_path: Path) -> None:
         deadline = time.monotonic() + START_S
         while n < 40 or set(_pids_served(stdout)) != workers:
             assert time.monotonic() < deadline, f"both workers never served: {set(_pids_served(stdout))}"
-            assert _request(port, "POST", "/v1/chat/completions", CHAT)[0] == 200
+            assert request(port, "POST", "/v1/chat/completions", CHAT)[0] == 200
             n += 1
             if n >= 40:
                 time.sleep(0.05)  # access-log lines are written in batches
@@ -163,7 +107,7 @@ def test_two_workers_every_scrape_counts_every_request(tmp_path: Path) -> None:
 
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
-        replaced = _wait_for(lambda: c if len(c := _children(proc.pid)) == 2 and victim not in c else None,
+        replaced = _wait_for(lambda: c if len(c := children(proc.pid)) == 2 and victim not in c else None,
                              START_S, "the killed worker to be replaced")
         seen |= replaced
         _wait_for(lambda: not (metrics_dir / f"gauge_livesum_{victim}.db").exists(), STOP_S,
@@ -174,7 +118,7 @@ def test_two_workers_every_scrape_counts_every_request(tmp_path: Path) -> None:
             assert _scrape(port) == {"requests": n, "latency_count": n, "in_flight": 0}
         m = 10
         for _ in range(m):
-            assert _request(port, "POST", "/v1/chat/completions", CHAT)[0] == 200
+            assert request(port, "POST", "/v1/chat/completions", CHAT)[0] == 200
         for _ in range(4):
             assert _scrape(port)["requests"] == n + m
 
@@ -182,6 +126,6 @@ def test_two_workers_every_scrape_counts_every_request(tmp_path: Path) -> None:
         assert proc.wait(timeout=STOP_S) == 0
         _wait_for(lambda: not metrics_dir.exists(), STOP_S, "the metrics directory to be removed")
     finally:
-        _kill_all(proc, seen)
+        kill_all(proc, seen, STOP_S)
     log = stderr.read_text()
     assert "Traceback" not in log, log

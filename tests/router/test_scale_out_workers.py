@@ -13,9 +13,7 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -24,8 +22,9 @@ import aiohttp
 import orjson
 import pytest
 from fakes.openai_upstream import Reply
+from support.redis_server import free_port
+from support.serve_process import alive, children, clean_env, kill_all, listening_inodes, socket_inodes, start_serve
 
-ROOT = Path(__file__).resolve().parents[2]
 START_S = 30  # bound on the workers being ready
 STOP_S = 15  # bound on a clean shutdown
 ADMIN = "admin-s3cret"
@@ -74,64 +73,12 @@ def expected(meter: Metered, key_of) -> dict[tuple, dict]:
     return {k: {f: c[f] for f in FIELDS} for k, c in out.items()}
 
 
-# -- processes (as in test_cli.py) ----------------------------------------------------------------------
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-
-
-def _alive(pid: int) -> bool:
-    fields = _stat(pid)
-    return fields is not None and fields[0] != "Z"
-
-
-def _children(pid: int) -> set[int]:
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and int(fields[1]) == pid and fields[0] != "Z":
-            out.add(int(entry.name))
-    return out
-
-
-def _listening(pid: int, port: int) -> bool:
-    """`pid` holds a listening socket on `port` (so its app has started: aiohttp listens after start-up)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
-                inodes.add(fields[9])
-    try:
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:[") and target[8:-1] in inodes:
-            return True
-    return False
-
-
+# -- processes (the helpers are in support/serve_process.py) -----------------------------------------------
 def _workers_ready(parent: int, port: int) -> set[int] | None:
-    workers = _children(parent)
-    return workers if len(workers) == 2 and all(_listening(pid, port) for pid in workers) else None
+    """The two workers, once each holds a listening socket on `port` (aiohttp listens after start-up)."""
+    workers = children(parent)
+    listening = listening_inodes(port)
+    return workers if len(workers) == 2 and all(socket_inodes(pid) & listening for pid in workers) else None
 
 
 async def _wait_for(predicate, timeout_s: float, what: str):
@@ -140,19 +87,6 @@ async def _wait_for(predicate, timeout_s: float, what: str):
         assert time.monotonic() < deadline, f"timed out after {timeout_s:g}s waiting for {what}"
         await asyncio.sleep(0.05)
     return value
-
-
-def _kill_all(proc: subprocess.Popen, pids: set[int]) -> None:
-    """SIGKILL the parent first (so it starts no replacement), then every worker, by pid."""
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=STOP_S)
-    for pid in pids:
-        if _alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 # -- the test ---------------------------------------------------------------------------------------------
@@ -165,7 +99,7 @@ async def test_sigterm_flushes_buffered_usage(fake_openai, make_router, redis_ur
               "auth": {"admin_token": ADMIN, "keys": KEYS}}
     path = tmp_path / "workers.yaml"
     path.write_bytes(orjson.dumps(config))  # JSON is YAML
-    port = _free_port()
+    port = free_port()
     reader = await make_router(config)  # in-process, same Redis: reads what the workers flushed
 
     async def totals(query: str = "group_by=key,model") -> dict:
@@ -175,9 +109,7 @@ async def test_sigterm_flushes_buffered_usage(fake_openai, make_router, redis_ur
 
     stderr = tmp_path / "stderr.txt"
     with stderr.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "router", "serve", "--config", str(path), "--host", "127.0.0.1",
-                                 "--port", str(port), "--workers", "2"],
-                                cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        proc = start_serve(path, port, clean_env(), subprocess.DEVNULL, err)
     seen: set[int] = set()
     outcomes: dict[int, int | str] = {}  # request number -> HTTP status, or the connection error
     try:
@@ -212,7 +144,7 @@ async def test_sigterm_flushes_buffered_usage(fake_openai, make_router, redis_ur
             victim = min(workers)
             os.kill(victim, signal.SIGTERM)  # mid-load: up to 8 requests in flight
             await asyncio.gather(*first)
-            await _wait_for(lambda: not _alive(victim), STOP_S, "the SIGTERMed worker to exit")
+            await _wait_for(lambda: not alive(victim), STOP_S, "the SIGTERMed worker to exit")
             flushed = (await totals())["totals"]
             # Only the victim has written anything: what it served, flushed on its way out.
             assert 0 < flushed["requests"] < len(meter.billed), (flushed, len(meter.billed))
@@ -223,9 +155,9 @@ async def test_sigterm_flushes_buffered_usage(fake_openai, make_router, redis_ur
 
         proc.send_signal(signal.SIGTERM)  # the parent SIGTERMs its remaining worker
         assert await asyncio.to_thread(proc.wait, STOP_S) == 0
-        await _wait_for(lambda: not any(_alive(pid) for pid in workers), STOP_S, "every worker to exit")
+        await _wait_for(lambda: not any(alive(pid) for pid in workers), STOP_S, "every worker to exit")
     finally:
-        await asyncio.to_thread(_kill_all, proc, seen)
+        await asyncio.to_thread(kill_all, proc, seen, STOP_S)
 
     # Every request the vendor billed was answered, and every request that was not billed failed
     # before reaching a worker (a connection refused or reset by the closing worker), never after.
