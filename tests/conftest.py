@@ -220,3 +220,22 @@ def _quiet_access_log():
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
     yield
+
+
+@pytest.fixture
+async def make_conn():
+    """`await make_conn(url, **redis_config)`: a started `RedisConn`, closed after the test."""
+    from router.config.schema import RedisConfig
+    from router.redis_conn import RedisConn
+
+    conns: list[RedisConn] = []
+
+    async def make(url: str, **kw: Any) -> RedisConn:
+        conn = RedisConn(RedisConfig(url=url, **kw))
+        await conn.start()
+        conns.append(conn)
+        return conn
+
+    yield make
+    for conn in conns:
+        await conn.close()

@@ -88,9 +88,6 @@ class CachedResponse:
             return None
         return cls(kind, body, chunks, provider, model, usage, float(stored_at))
 
-    def age_s(self, now: float | None = None) -> float:
-        return (time.time() if now is None else now) - self.stored_at
-
     def response_body(self, extra_fields: dict[str, Any] | None = None) -> dict[str, Any]:
         """A new body dict to serve (JSON entries); the entry itself is not touched."""
         assert self.body is not None, "not a JSON entry"

@@ -39,15 +39,23 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     vendor_body = upstream_body(body)
     fan = needs_fanout(targets, vendor_body)  # n > 1 where some vendor cannot: n parallel calls
     send_body = without_n(vendor_body) if fan else vendor_body
-    if call.raw_requested and scope.directive is not None:
-        scope.directive = scope.directive.without_lookup()  # a cached entry has no raw vendor body
-        scope.cache_status = scope.directive.status_on_miss
+    if call.raw_requested:
+        scope.skip_lookup()  # a cached entry has no raw vendor body
     key = scope.cache_key(CHAT, model, vendor_body, streamed=stream)
     entry = await scope.lookup(key)
     await scope.admit(targets, body, lambda: count_messages(body["messages"], model, body.get("tools")),
                       cached=entry is not None)
-    if stream:
-        return await stream_chat(request, scope, call, targets, vendor_body, send_body, fan, key, entry)
+    try:
+        if stream:
+            return await stream_chat(request, scope, call, targets, vendor_body, send_body, fan, key, entry)
+        return await _respond(gw, scope, call, targets, send_body, fan, key, entry)
+    finally:
+        scope.release()
+
+
+async def _respond(gw: Gateway, scope: Scope, call: Call, targets: Plan, send_body: dict[str, Any], fan: int,
+                   key: str | None, entry: CachedResponse | None) -> web.Response:
+    """Non-stream: a cache hit, a coalesced answer, or the chain's."""
     if entry is None and key is not None and gw.flight is not None and scope.directive.lookup:
         async with gw.flight.slot(key) as slot:
             if slot.shared:

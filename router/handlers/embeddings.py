@@ -6,6 +6,7 @@ import base64
 import struct
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -14,9 +15,10 @@ from providers.tokens import count_text
 
 from .. import extra_fields
 from ..cache import EMBEDDINGS, CachedResponse
-from ..gateway import GATEWAY
+from ..gateway import GATEWAY, Gateway
 from ..routing import Target
 from ..routing.chain import Call, ChainFailed
+from ..routing.table import Plan
 from ..usage import billed_usage
 from ..validation import parse_json_object, validate_embeddings
 from .common import chain_failed, plan, read_body, upstream_body, wants_raw
@@ -33,12 +35,19 @@ async def embeddings(request: web.Request) -> web.Response:
     targets = plan(gw.table, model, fallbacks)
     call = Call(model, "embedding", started, wants_raw(gw, request))
     vendor_body = upstream_body(body)
-    if call.raw_requested and scope.directive is not None:
-        scope.directive = scope.directive.without_lookup()
-        scope.cache_status = scope.directive.status_on_miss
+    if call.raw_requested:
+        scope.skip_lookup()  # a cached entry has no raw vendor body
     key = scope.cache_key(EMBEDDINGS, model, vendor_body, streamed=False)
     entry = await scope.lookup(key)
     await scope.admit(targets, body, lambda: _input_tokens(body.get("input"), model), cached=entry is not None)
+    try:
+        return await _respond(gw, scope, call, targets, vendor_body, body, key, entry)
+    finally:
+        scope.release()
+
+
+async def _respond(gw: Gateway, scope: Scope, call: Call, targets: Plan, vendor_body: dict[str, Any],
+                   body: dict[str, Any], key: str | None, entry: CachedResponse | None) -> web.Response:
     if entry is not None:
         scope.record(call, None, None, ok=True, cache_hit=True, served_by=(entry.provider or "", entry.model or ""))
         extra = extra_fields.cached(call, entry) if gw.extra_fields_enabled else None

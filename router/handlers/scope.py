@@ -143,7 +143,14 @@ class Scope:
         task = asyncio.ensure_future(self.gw.limiter.settle(self.reservation, tokens, cost))
         self.gw.background(task)
 
-    def abandon(self) -> None:
-        """The request ended without an outcome (client gone before anything was served)."""
+    def release(self) -> None:
+        """Call when the request is over: frees the reservation if no outcome settled it (the client
+        left, or the handler was cancelled, before anything was served); otherwise does nothing."""
         with contextlib.suppress(Exception):
             self.settle(None)
+
+    def skip_lookup(self) -> None:
+        """Serve this request from upstream even if a cached answer exists (the answer is still stored)."""
+        if self.directive is not None:
+            self.directive = self.directive.without_lookup()
+            self.cache_status = self.directive.status_on_miss

@@ -6,6 +6,7 @@ the official openai SDK where a client would use it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from typing import Any
@@ -215,6 +216,20 @@ async def test_models_list_needs_a_key_and_shows_only_what_it_may_use(config, ma
     assert (await raw.request("GET", url + "/v1/models")).status == 401
     resp = await raw.request("GET", url + "/v1/models", headers=bearer("sk-narrow"))
     assert resp.status == 200 and [m["id"] for m in resp.json()["data"]] == ["fast"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_that_leaves_early_frees_its_reservation(config, make_router, fake_openai, raw,
+                                                                stream) -> None:
+    """Cancelled before any answer: the reserved budget comes back at once, not when it expires."""
+    url = await make_router(config([{"name": "quitter", "key": "sk-quit", "budget_usd": 100.0}]))
+    fake_openai.queue("up", Reply(delay_s=5.0))
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 50, "stream": stream}
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(0.5):
+            await raw.post(url + "/v1/chat/completions", headers=bearer("sk-quit"), json=body)
+    limits = await _limits(raw, url, "quitter")  # polls until nothing is reserved (fails after 5 s)
+    assert limits["budget_spent_usd"] == 0
 
 
 # -- the admin API -----------------------------------------------------------------------------------

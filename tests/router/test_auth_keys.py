@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
+from support.fake_clock import Clock
 
 from router.auth import (
     Authenticator,
@@ -15,9 +16,8 @@ from router.auth import (
     KeyStoreUnavailable,
     hash_secret,
 )
-from router.config.schema import AuthConfig, RedisConfig
+from router.config.schema import AuthConfig
 from router.errors import ApiError
-from router.redis_conn import RedisConn
 
 CONFIG_SECRET = "sk-team-a-config-secret-0123456789"
 AUTH = AuthConfig(admin_token="admin-token-xyz", keys=[
@@ -26,27 +26,6 @@ AUTH = AuthConfig(admin_token="admin-token-xyz", keys=[
 ])
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-async def make_conn():
-    conns: list[RedisConn] = []
-
-    async def make(url: str, **kw) -> RedisConn:
-        conn = RedisConn(RedisConfig(url=url, **kw))
-        await conn.start()
-        conns.append(conn)
-        return conn
-
-    yield make
-    for conn in conns:
-        await conn.close()
 
 
 @pytest.fixture(params=["redis", "memory"])
@@ -117,7 +96,7 @@ async def test_secret_is_never_stored_in_redis(redis_server, redis_url, make_con
 
 
 async def test_keys_created_on_one_instance_work_on_another(redis_url, make_conn) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     one = KeyStore(await make_conn(redis_url), AUTH, clock=clock)
     two = KeyStore(await make_conn(redis_url), AUTH, clock=clock)
     for store in (one, two):
@@ -134,7 +113,7 @@ async def test_keys_created_on_one_instance_work_on_another(redis_url, make_conn
 
 
 async def test_unknown_keys_do_not_hammer_redis(redis_server, redis_url, make_conn) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     store = KeyStore(await make_conn(redis_url), AUTH, clock=clock)
     await store.lookup("sk-sb-warm-up")
     redis_server.cli("config", "resetstat")
@@ -159,7 +138,7 @@ async def test_concurrent_misses_share_one_refresh(redis_server, redis_url, make
 
 
 async def test_redis_down_serves_the_last_mirror(redis_server, redis_url, make_conn) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     conn = await make_conn(redis_url, timeout_s=0.3)
     store = KeyStore(conn, AUTH, clock=clock)
     vk, secret = await store.create("survivor")
@@ -184,7 +163,7 @@ async def test_redis_down_serves_the_last_mirror(redis_server, redis_url, make_c
 
 async def test_a_redis_restart_is_not_mistaken_for_an_outage(redis_server, redis_url, make_conn) -> None:
     """Pooled connections to the old Redis fail once each; the store retries on a fresh one."""
-    clock = Clock()
+    clock = Clock(1000.0)
     conn = await make_conn(redis_url)
     store = KeyStore(conn, AUTH, clock=clock)
     vk, secret = await store.create("before-restart")
@@ -196,7 +175,7 @@ async def test_a_redis_restart_is_not_mistaken_for_an_outage(redis_server, redis
 
 
 async def test_keys_work_on_redis_cluster(redis_cluster, make_conn) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     one = KeyStore(await make_conn(redis_cluster.url, cluster=True), AUTH, clock=clock)
     two = KeyStore(await make_conn(redis_cluster.url, cluster=True), AUTH, clock=clock)
     made = [await one.create(f"cluster-{i}") for i in range(5)]

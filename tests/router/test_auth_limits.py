@@ -10,41 +10,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from support.fake_clock import T0, Clock
 
 from router.auth import Limiter, VirtualKey, usd_to_nanos
-from router.config.schema import RedisConfig
 from router.errors import ApiError
-from router.redis_conn import RedisConn
-
-T0 = 1_800_000_000.0  # a minute boundary (divisible by 60 and by 3600)
-
-
-class Clock:
-    def __init__(self, t: float = T0 + 1) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def key(name: str = "team", **kw) -> VirtualKey:
     return VirtualKey(name=name, key_hash="0" * 64, **kw)
 
-
-@pytest.fixture
-async def make_conn():
-    conns: list[RedisConn] = []
-
-    async def make(url: str, **kw) -> RedisConn:
-        conn = RedisConn(RedisConfig(url=url, **kw))
-        await conn.start()
-        assert conn.up
-        conns.append(conn)
-        return conn
-
-    yield make
-    for conn in conns:
-        await conn.close()
 
 
 @pytest.fixture(params=["redis", "memory"])
@@ -57,7 +31,9 @@ async def limiters(request, make_conn):
         if request.param == "memory":
             return [Limiter(None, clock=clock, **kw)] * n
         url = request.getfixturevalue("redis_url")
-        return [Limiter(await make_conn(url), clock=clock, **kw) for _ in range(n)]
+        conns = [await make_conn(url) for _ in range(n)]
+        assert all(conn.up for conn in conns)
+        return [Limiter(conn, clock=clock, **kw) for conn in conns]
 
     make.clock = clock
     make.backend = request.param

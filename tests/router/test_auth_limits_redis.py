@@ -6,40 +6,16 @@ import asyncio
 import time
 
 import pytest
+from support.fake_clock import Clock
 
 from router.auth import Limiter, VirtualKey
-from router.config.schema import RedisConfig
 from router.errors import ApiError
 from router.redis_conn import RedisConn
-
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0 + 1
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def key(name: str = "team", **kw) -> VirtualKey:
     return VirtualKey(name=name, key_hash="0" * 64, **kw)
 
-
-@pytest.fixture
-async def make_conn():
-    conns: list[RedisConn] = []
-
-    async def make(url: str, **kw) -> RedisConn:
-        conn = RedisConn(RedisConfig(url=url, **kw))
-        await conn.start()
-        conns.append(conn)
-        return conn
-
-    yield make
-    for conn in conns:
-        await conn.close()
 
 
 async def admitted(lims: list[Limiter], vk: VirtualKey, n: int, tokens: int = 0, cost: int = 0) -> list:
