@@ -23,8 +23,8 @@ Conventions a client can rely on:
   `json_output__<schema name>` is used instead and its input comes back as the message content.
 
 Provider `options`: `default_max_tokens` (4096), `structured_output` (`native` | `tool`),
-`thinking_mode` (`budget` | `adaptive`), `thinking_budgets` (effort -> tokens), `drop_params`
-(drop instead of rejecting parameters Anthropic cannot honour, except `n > 1`).
+`thinking_mode` (`budget` | `adaptive`), `thinking_budgets` (effort -> tokens), and `drop_params`, which
+every provider takes (see `capabilities.py`).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ class AnthropicProvider(Provider):
 
     type: ClassVar[str] = "anthropic"
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        embeddings=False, n=False, logprobs=False, reasoning=True, prompt_caching=True)
+    capabilities = Capabilities(embeddings=False, n=False, logprobs=False, seed=False, penalties=False,
+                                logit_bias=False, openai_only=False, verbosity=False, legacy_functions=False)
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)

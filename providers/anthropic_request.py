@@ -2,9 +2,10 @@
 
 Kept apart from `anthropic.py` because this direction carries most of the rules: Anthropic wants a
 top-level `system`, strictly alternating user/assistant turns, tool results as `tool_result` blocks
-in a user turn, tool arguments as parsed objects, and a `max_tokens` on every request. Whatever the
-OpenAI request asks for that Anthropic cannot do is rejected with `UNSUPPORTED` naming the parameter
-(never silently dropped) unless the provider is configured with `options.drop_params: true`.
+in a user turn, tool arguments as parsed objects, and a `max_tokens` on every request. OpenAI
+parameters Anthropic has no equivalent for (logprobs, seed, penalties, ...) were refused or stripped
+by the router from `AnthropicProvider.capabilities`; content Anthropic cannot take (audio input, OpenAI
+file ids, non-function tools) is rejected here with `UNSUPPORTED` naming where it is.
 
 Reasoning replay convention (shared with the response side): an assistant message may carry
 `thinking_blocks`, a list of `{"type": "thinking", "thinking", "signature"}` and
@@ -50,38 +51,11 @@ def unsupported(message: str, param: str) -> UpstreamError:
     return UpstreamError(ErrorKind.UNSUPPORTED, message, param=param, code="unsupported_parameter")
 
 
-def _neutral(value: Any) -> bool:
-    return value is None or value is False or value == 0 or value == {} or value == []
-
-
-# OpenAI parameters with no Anthropic meaning: (param, predicate "the value asks for something").
-_UNSUPPORTED: tuple[tuple[str, Any], ...] = (
-    ("logprobs", lambda v: bool(v)),
-    ("top_logprobs", lambda v: not _neutral(v)),
-    ("seed", lambda v: v is not None),
-    ("frequency_penalty", lambda v: not _neutral(v)),
-    ("presence_penalty", lambda v: not _neutral(v)),
-    ("logit_bias", lambda v: not _neutral(v)),
-    ("audio", lambda v: v is not None),
-    ("modalities", lambda v: bool(v) and list(v) != ["text"]),
-    ("prediction", lambda v: v is not None),
-    ("web_search_options", lambda v: v is not None),
-    ("verbosity", lambda v: v is not None),
-    ("functions", lambda v: bool(v)),
-    ("function_call", lambda v: v is not None),
-)
-
-
 def build_body(body: Mapping[str, Any], model: str, stream: bool, options: Mapping[str, Any]) -> dict:
-    """The Anthropic `/v1/messages` body for one canonical chat request (raises `UpstreamError`)."""
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise unsupported("Anthropic returns one choice per request: n > 1 is not supported", "n")
-    drop = bool(options.get("drop_params"))
-    for param, active in _UNSUPPORTED:
-        if param in body and active(body[param]) and not drop:
-            raise unsupported(f"'{param}' is not supported by Anthropic models", param)
+    """The Anthropic `/v1/messages` body for one canonical chat request (raises `UpstreamError`).
 
+    `n` is ignored: the router makes one call per choice for a provider without native `n`.
+    """
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty array")

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from .capabilities import Capabilities, drop_params, unsupported_error
 from .errors import ErrorKind, UpstreamError, kind_for_status, parse_retry_after
 
 
@@ -62,23 +63,6 @@ class ProviderSettings:
     project: str | None = None
     deployments: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What a vendor can do natively. The router rejects (400) or emulates what it cannot."""
-
-    chat: bool = True
-    stream: bool = True
-    embeddings: bool = False
-    tools: bool = True
-    vision: bool = True
-    json_schema: bool = True
-    n: bool = True  # native n > 1
-    logprobs: bool = True
-    reasoning: bool = False
-    prompt_caching: bool = False
-    stream_usage: bool = True  # vendor reports usage at the end of a stream
 
 
 class StreamTranslator:
@@ -126,17 +110,22 @@ class SingleChoiceStream(StreamTranslator):
 
 
 class Provider:
-    """Base class of every wire format. Subclasses set `type`, `default_base_url`, `capabilities`."""
+    """Base class of every wire format. Subclasses set `type`, `default_base_url`, `capabilities`.
+
+    `capabilities` is declared on the class; an instance may narrow it (an OpenAI-compatible preset
+    without embeddings). The router reads it from the instance (see `capabilities.py`).
+    """
 
     type: ClassVar[str] = ""
     default_base_url: ClassVar[str | None] = None
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    capabilities: Capabilities = Capabilities()
     local: ClassVar[bool] = False  # True: answered in process through `serve_local`
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
         self.name = settings.name
         self.base_url = (settings.base_url or self.default_base_url or "").rstrip("/")
+        self.drop_params = drop_params(settings.options, f"providers.{settings.name}.options")
 
     # -- chat -------------------------------------------------------------------------------
     def chat_request(self, body: dict, model: str, api_key: str | None, stream: bool) -> HttpRequest:
@@ -150,8 +139,8 @@ class Provider:
 
     # -- embeddings -------------------------------------------------------------------------
     def embeddings_request(self, body: dict, model: str, api_key: str | None) -> HttpRequest:
-        raise UpstreamError(ErrorKind.UNSUPPORTED, f"provider '{self.name}' does not serve embeddings",
-                            param="model", code="unsupported_endpoint")
+        """Only reached for a provider without `capabilities.embeddings` when the router did not refuse first."""
+        raise unsupported_error(self.name, "model", "embeddings")
 
     def embeddings_response(self, body: bytes, model: str, headers: Mapping[str, str] | None = None) -> dict:
         """`headers` are the vendor's response headers (some report token counts only there)."""

@@ -115,8 +115,8 @@ class SigV4Signer:
 
 class BedrockProvider(Provider):
     type: ClassVar[str] = "bedrock"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        embeddings=True, n=False, logprobs=False, reasoning=True, prompt_caching=True)
+    capabilities = Capabilities(n=False, logprobs=False, seed=False, penalties=False, logit_bias=False,
+                                openai_only=False, legacy_functions=False)
 
     def __init__(self, settings: ProviderSettings) -> None:
         options = settings.options or {}

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from .cohere_embed import embed_body
-from .errors import OPENAI_ONLY_PARAMS, bad_request_error, reject_unsupported, unsupported_error
+from .errors import bad_request_error, unsupported_error
 
 # The tool that emulates `response_format` (Converse has no JSON mode): forced, and its input is
 # returned as the message content. A fixed name lets the response side recognise it statelessly.
@@ -42,26 +42,16 @@ _DOCUMENT_FORMATS = {"application/pdf": "pdf", "text/csv": "csv", "application/m
 _THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
 _NO_REASONING = ("none", "minimal")
 
-# Parameters Converse cannot honour: rejected rather than silently dropped, naming the field.
-_UNSUPPORTED: dict[str, Any] = {
-    "n": lambda v: v not in (None, 1),
-    "logprobs": bool,
-    "top_logprobs": lambda v: v not in (None, 0),
-    "logit_bias": bool,
-    "presence_penalty": lambda v: v not in (None, 0),
-    "frequency_penalty": lambda v: v not in (None, 0),
-    "seed": lambda v: v is not None,
-    **OPENAI_ONLY_PARAMS,
-}
-
-
 unsupported = partial(unsupported_error, "bedrock")
 bad_request = partial(bad_request_error, "bedrock")
 
 
 def build_converse(body: dict, model_id: str) -> dict:
-    """The Converse request body (modelId goes in the URL, not here)."""
-    reject_unsupported("bedrock", body, _UNSUPPORTED, "the Converse API")
+    """The Converse request body (modelId goes in the URL, not here).
+
+    Parameters Converse cannot honour (`BedrockProvider.capabilities`) were refused or stripped by the
+    router; `n` is ignored (the router makes one call per choice), and so is `verbosity`.
+    """
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty list", "messages")

@@ -3,9 +3,11 @@
 Cohere's v2 chat is close to OpenAI's (roles, `tool_calls` with JSON-string arguments, OpenAI-shaped
 function tools), so the translation is mostly renaming: `top_p` -> `p`, `stop` -> `stop_sequences`,
 `tool_choice` -> `REQUIRED`/`NONE`, `response_format.json_schema` -> `json_object` + `json_schema`.
-What does not map is rejected with the field named: `n > 1` and `logprobs` (Cohere's logprobs are
-per-token ids, not OpenAI's shape). Assistant text that accompanies tool calls goes to Cohere's
-`tool_plan`, and a returned `tool_plan` comes back as `reasoning_content`, which is what it is.
+What does not map is declared in `CohereProvider.capabilities` and refused (or stripped) by the router
+before it gets here: `n > 1` (fanned out), `logprobs` (Cohere's are per-token ids, not OpenAI's shape),
+`logit_bias`, legacy functions and OpenAI-only features (`verbosity` is accepted and ignored). Assistant
+text that accompanies tool calls goes to Cohere's `tool_plan`, and a returned `tool_plan` comes back as
+`reasoning_content`, which is what it is.
 A `finish_reason` of `ERROR`/`TIMEOUT` is a failure, never a finished answer.
 """
 
@@ -35,13 +37,11 @@ from .base import (
 )
 from .cohere_embed import billed_input_tokens, embed_body, float_embeddings
 from .errors import (
-    OPENAI_ONLY_PARAMS,
     ErrorKind,
     UpstreamError,
     bad_request_error,
     kind_for_status,
     parse_retry_after,
-    reject_unsupported,
     unsupported_error,
 )
 from .sse import SSEDecoder
@@ -60,14 +60,6 @@ _THINKING = {"none": {"type": "disabled"}, "minimal": {"type": "disabled"},
              "medium": {"type": "enabled", "token_budget": 4096},
              "high": {"type": "enabled"}}
 
-_UNSUPPORTED: dict[str, Any] = {
-    "n": lambda v: v not in (None, 1),
-    "logprobs": bool,
-    "top_logprobs": lambda v: v not in (None, 0),
-    "logit_bias": bool,
-    **OPENAI_ONLY_PARAMS,
-}
-
 # Cohere-specific members a caller may send through the OpenAI-shaped body unchanged.
 _PASSTHROUGH = ("safety_mode", "documents", "citation_options", "priority", "strict_tools")
 
@@ -79,7 +71,7 @@ _bad_request = partial(bad_request_error, "cohere")
 class CohereProvider(Provider):
     type: ClassVar[str] = "cohere"
     default_base_url: ClassVar[str | None] = "https://api.cohere.com"
-    capabilities: ClassVar[Capabilities] = Capabilities(embeddings=True, n=False, logprobs=False, reasoning=True)
+    capabilities = Capabilities(n=False, logprobs=False, logit_bias=False, openai_only=False, legacy_functions=False)
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
@@ -160,7 +152,6 @@ class CohereProvider(Provider):
 
 # -- request translation ----------------------------------------------------------------------
 def build_chat(body: dict, model: str) -> dict:
-    reject_unsupported("cohere", body, _UNSUPPORTED, "Cohere")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad_request("'messages' must be a non-empty list", "messages")

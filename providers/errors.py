@@ -8,10 +8,9 @@ fallbacks and the status the client sees from the kind alone, so vendor quirks s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Any
 
 
 class ErrorKind(StrEnum):
@@ -114,25 +113,6 @@ def bad_request_error(provider: str, message: str, param: str) -> UpstreamError:
 def unsupported_error(provider: str, message: str, param: str) -> UpstreamError:
     """The caller asks for something `provider` cannot do (a 400 naming `param`)."""
     return UpstreamError(ErrorKind.UNSUPPORTED, f"{provider}: {message}", param=param, code="unsupported_parameter")
-
-
-# OpenAI-only features, which no other vendor's API has: parameter -> "the value asks for the feature".
-OPENAI_ONLY_PARAMS: dict[str, Callable[[Any], bool]] = {
-    "audio": lambda v: v is not None,
-    "modalities": lambda v: v not in (None, ["text"]),
-    "prediction": lambda v: v is not None,
-    "web_search_options": lambda v: v is not None,
-    "functions": bool,
-    "function_call": lambda v: v is not None,
-}
-
-
-def reject_unsupported(provider: str, body: Mapping[str, Any], rules: Mapping[str, Callable[[Any], bool]],
-                       where: str) -> None:
-    """Raise for the first parameter of `body` whose value `rules[param]` says asks for what `where` cannot do."""
-    for name, asks in rules.items():
-        if name in body and asks(body[name]):
-            raise unsupported_error(provider, f"'{name}' is not supported by {where}", name)
 
 
 def kind_for_status(status: int) -> ErrorKind:

@@ -53,9 +53,9 @@ class GeminiProvider(Provider):
     default_base_url: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
     # n: native through candidateCount. logprobs: Gemini has responseLogprobs, but its tokens and
     # top candidates do not map faithfully onto OpenAI's (no bytes, thoughts interleaved), so no.
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        embeddings=True, n=True, logprobs=False, reasoning=True, prompt_caching=True,
-    )
+    # seed and penalties map onto generationConfig; logit_bias, verbosity and the OpenAI-only members
+    # have never been refused here and are still accepted (and ignored).
+    capabilities = Capabilities(logprobs=False, legacy_functions=False)
 
     def __init__(self, settings) -> None:
         super().__init__(settings)

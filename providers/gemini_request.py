@@ -71,16 +71,15 @@ def decode_tool_call_id(tool_call_id: str) -> tuple[str, str | None]:
 # -- the request body ------------------------------------------------------------------------------
 def build_generate_body(body: Mapping[str, Any], model: str, provider: str,
                         options: Mapping[str, Any] | None = None) -> dict:
-    """Translate an OpenAI chat request into a Gemini generateContent body."""
+    """Translate an OpenAI chat request into a Gemini generateContent body.
+
+    Legacy `functions`/`function_call` and `logprobs` were refused (or stripped) by the router from
+    `GeminiProvider.capabilities`; they are not read here.
+    """
     options = options or {}
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request_error(provider, "'messages' must be a non-empty list", "messages")
-    if body.get("functions") or body.get("function_call"):
-        raise unsupported_error(provider, "legacy 'functions'/'function_call' are not supported; use 'tools'",
-                                "functions")
-    if body.get("logprobs"):
-        raise unsupported_error(provider, "logprobs are not supported by this provider", "logprobs")
 
     fallback_sig = options.get("thought_signature_fallback", DEFAULT_SIGNATURE_FALLBACK)
     system_parts, contents = _contents(messages, provider, fallback_sig or None)

@@ -12,6 +12,9 @@ The model name chooses the behaviour:
   `fail-<status>`                always that HTTP status with an OpenAI error body (429/503: `retry-after: 0`)
   `drop`                         the connection closes before any header
 Tools, tool results, `n`, `response_format`, `stop` and max tokens are honoured on top (see `_answer`).
+It declares every capability but `logprobs`: its choices always carry `"logprobs": null`, so a request
+for them is refused by the router rather than answered without them. Other sampling hints (seed,
+penalties, logit_bias, verbosity) are accepted and have no effect on its deterministic answers.
 """
 
 from __future__ import annotations
@@ -121,12 +124,14 @@ class MockProvider(OpenAIProvider):
     type: ClassVar[str] = "mock"
     local: ClassVar[bool] = True
     default_base_url: ClassVar[str | None] = LOCAL_URL
-    capabilities: ClassVar[Capabilities] = Capabilities(embeddings=True, logprobs=False)
+    capabilities = Capabilities(logprobs=False)
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
         self.base_url = LOCAL_URL  # requests never leave the process, whatever base_url says
-        self.options = MockOptions.parse(settings.options, f"providers.{settings.name}")
+        # `drop_params` is an option of every provider, read by the base class, not a mock option.
+        mock_options = {k: v for k, v in settings.options.items() if k != "drop_params"}
+        self.options = MockOptions.parse(mock_options, f"providers.{settings.name}")
         self._rng = random.Random(self.options.seed)
 
     # -- the fake vendor ---------------------------------------------------------------------

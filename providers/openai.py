@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import orjson
@@ -47,14 +47,18 @@ PRESETS: dict[str, Preset] = {
 
 
 class OpenAIProvider(Provider):
+    """The canonical format itself: every capability (a preset without embeddings narrows its instance's)."""
+
     type: ClassVar[str] = "openai"
-    capabilities: ClassVar[Capabilities] = Capabilities(embeddings=True, reasoning=True, prompt_caching=True)
+    capabilities = Capabilities()
 
     def __init__(self, settings) -> None:
         preset = PRESETS.get(settings.type, PRESETS["openai"])
         self.preset = preset
         self.default_base_url = preset.base_url
         super().__init__(settings)
+        if not preset.embeddings:
+            self.capabilities = replace(self.capabilities, embeddings=False)
         self._static_headers = {"content-type": "application/json", **settings.headers}
 
     # -- requests ---------------------------------------------------------------------------
@@ -87,7 +91,7 @@ class OpenAIProvider(Provider):
                            orjson.dumps(out))
 
     def embeddings_request(self, body: dict, model: str, api_key: str | None) -> HttpRequest:
-        if not self.preset.embeddings:
+        if not self.capabilities.embeddings:
             return super().embeddings_request(body, model, api_key)
         out = dict(body)
         out["model"] = model

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING:
-    from .observe import Exchange
+    from .exchange import Exchange
 
 LOGGER = "switchboard.access"
 _ERROR_TEXT_MAX = 300  # chars of an attempt's error message kept in a line
@@ -99,6 +99,7 @@ def iso_utc(ts: float) -> str:
 
 def line(ex: Exchange, status: int, error: str | None, end: float, include_content: bool) -> dict[str, Any]:
     """The access-log entry of a finished request (built in the listener thread)."""
+    billed = ex.billed
     entry: dict[str, Any] = {
         "ts": iso_utc(ex.wall),
         "request_id": ex.request_id,
@@ -112,17 +113,17 @@ def line(ex: Exchange, status: int, error: str | None, end: float, include_conte
         "model": ex.model or None,
         "request_type": ex.request_type,
         "cache": ex.cache,
-        "prompt_tokens": ex.prompt_tokens,
-        "completion_tokens": ex.completion_tokens,
-        "cached_tokens": ex.cached_tokens,
-        "cost_usd": round(ex.cost_usd, 9),
+        "prompt_tokens": billed.prompt_tokens,
+        "completion_tokens": billed.completion_tokens,
+        "cached_tokens": billed.cached_tokens,
+        "cost_usd": round(billed.cost_usd or 0.0, 9),
         "error": error,
     }
-    if ex.estimated:
+    if billed.estimated:
         entry["usage_estimated"] = True
     if ex.first_token_at is not None:
         entry["ttft_ms"] = round((ex.first_token_at - ex.started) * 1000.0, 3)
-    if ex.trails:
+    if ex.recorded:
         entry["upstream_ms"] = round(ex.upstream_s * 1000.0, 3)
         entry["attempts"] = [{"model": a.model, "status": a.status, "latency_ms": a.latency_ms,
                               "error": a.error[:_ERROR_TEXT_MAX] if a.error else None} for a in ex.attempts]

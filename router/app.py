@@ -1,26 +1,38 @@
-"""Explicit app wiring: routes, the error middleware, start-up and shutdown."""
+"""Explicit app wiring: routes, the error middleware, start-up and shutdown.
+
+The proxy routes open a request in the pipeline (authenticate), read its JSON body and hand both
+to a face. The chat route decides here whether a request runs an agent or is plain chat, so the
+chat face and the agents never import each other.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from providers import UpstreamError
 
+from .agents.openai_face import agent_chat, agent_target
 from .agents.routes import add_agent_routes
 from .config import LoadedConfig
+from .edge import read_json
 from .errors import ApiError, error_response
+from .exchange import note_error
 from .gateway import GATEWAY, Gateway
 from .handlers.admin import add_admin_routes
-from .handlers.chat import chat_completions
-from .handlers.embeddings import embeddings
+from .handlers.chat import ChatFace
+from .handlers.embeddings import EmbeddingsFace
+from .handlers.face import Face, serve
 from .handlers.health import healthz, readyz
 from .handlers.metrics import metrics
 from .handlers.models import list_models
 from .handlers.openapi import openapi
 from .handlers.usage import usage
 from .observe import OBSERVER, Observer, echo_request_id
+from .pipeline import PIPELINE, Pipeline, ProxyRequest
 
 log = logging.getLogger("switchboard")
 
@@ -31,6 +43,7 @@ async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except ApiError as exc:
+        note_error(request, exc.code)
         return error_response(exc.status, exc.to_openai(), headers=exc.headers)
     except UpstreamError as exc:  # a provider rejected the request while translating it
         return error_response(exc.client_status, exc.to_openai())
@@ -50,16 +63,57 @@ async def error_middleware(request: web.Request, handler):
                                     "param": None, "code": "internal_error"})
 
 
+FaceHandler = Callable[[web.Request, ProxyRequest, dict[str, Any]], Awaitable[web.StreamResponse]]
+
+
+def proxy_route(pipeline: Pipeline, handle: FaceHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A route through the pipeline: authenticate, read the JSON body, let the face handle it, and
+    release whatever the request still holds when it is over."""
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        req = await pipeline.open(request)
+        try:
+            return await handle(request, req, await read_json(request, pipeline.max_body_bytes))
+        finally:
+            pipeline.close(req)
+
+    return route
+
+
+def one_call(pipeline: Pipeline, face: Face) -> FaceHandler:
+    async def handle(request: web.Request, req: ProxyRequest, body: dict[str, Any]) -> web.StreamResponse:
+        return await serve(pipeline, face, request, req, body)
+
+    return handle
+
+
+def chat_or_agent(pipeline: Pipeline, face: Face) -> FaceHandler:
+    """`POST /v1/chat/completions`: an agent (`model: "agent:<id>"` or `x-agent-id`), else plain chat."""
+
+    async def handle(request: web.Request, req: ProxyRequest, body: dict[str, Any]) -> web.StreamResponse:
+        agent = agent_target(request, body)
+        if agent is not None:
+            return await agent_chat(request, req, body, agent)
+        return await serve(pipeline, face, request, req, body)
+
+    return handle
+
+
 def build_app(loaded: LoadedConfig) -> web.Application:
     gateway = Gateway(loaded)
+    pipeline = Pipeline(gateway)
     observer = Observer(loaded, gateway)  # request id, metrics, access log, traces (router/observe.py)
     app = web.Application(middlewares=[observer.middleware, error_middleware],
                           client_max_size=loaded.config.server.max_body_bytes + 1)
     app[GATEWAY] = gateway
+    app[PIPELINE] = pipeline
     app[OBSERVER] = observer
     app.on_response_prepare.append(echo_request_id)
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/chat/completions", chat_completions)
+    with_extra = gateway.extra_fields_enabled
+    chat = proxy_route(pipeline, chat_or_agent(pipeline, ChatFace(with_extra)))
+    embeddings = proxy_route(pipeline, one_call(pipeline, EmbeddingsFace(with_extra)))
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)

@@ -7,6 +7,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from providers import ErrorKind, UpstreamError
+
 _TYPE_FOR_STATUS = {
     400: "invalid_request_error", 401: "authentication_error", 402: "insufficient_quota",
     403: "permission_error", 404: "invalid_request_error", 405: "invalid_request_error",
@@ -43,3 +45,16 @@ def error_response(status: int, error: dict[str, Any], extra_fields: dict[str, A
                    headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=error_body(error, extra_fields), content_type="application/json",
                         headers=headers)
+
+
+def retry_headers(err: UpstreamError) -> dict[str, str]:
+    """`Retry-After` for an upstream rate limit the client sees (whole seconds, at least 1)."""
+    if err.kind is ErrorKind.RATE_LIMIT:
+        return {"retry-after": str(max(1, round(err.retry_after or 1)))}
+    return {}
+
+
+def upstream_error_response(err: UpstreamError, extra_fields: dict[str, Any] | None = None,
+                            headers: dict[str, str] | None = None) -> web.Response:
+    """The error a client gets when no deployment served: the upstream's status and message."""
+    return error_response(err.client_status, err.to_openai(), extra_fields, {**(headers or {}), **retry_headers(err)})

@@ -37,7 +37,7 @@ class Gateway:
         routing = config.routing
         self.health = HealthRegistry(routing.cooldown)
         self.table = RoutingTable(loaded, self.rng, self.health)
-        self.transport = Transport(self.table.runtimes.values())
+        self.transport = Transport({name: rt.timeouts for name, rt in self.table.runtimes.items()})
         policy = ErrorPolicy(routing.retry, frozenset(ErrorKind(k) for k in routing.fallback_on))
         self.chain = Chain(self.transport, self.health, policy, routing.request_timeout_s, self.rng)
         self.pricer = Pricer(config.pricing)

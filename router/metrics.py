@@ -39,7 +39,7 @@ from .accounting.record import ANONYMOUS
 from .config.schema import Config
 
 if TYPE_CHECKING:
-    from .observe import Exchange
+    from .exchange import Exchange
 
 OTHER = "other"  # a label value outside the configured set
 NONE = "none"  # no deployment was tried (the request was refused before routing)
@@ -241,14 +241,15 @@ class Metrics:
         if ex.first_token_at is not None:
             deployment[1].observe(ex.first_token_at - ex.started)
         if ex.recorded:
-            if ex.prompt_tokens:
-                usage[0].inc(ex.prompt_tokens)
-            if ex.completion_tokens:
-                usage[1].inc(ex.completion_tokens)
-            if ex.cached_tokens:
-                usage[2].inc(ex.cached_tokens)
-            if ex.cost_usd:
-                usage[3].inc(ex.cost_usd)
+            billed = ex.billed
+            if billed.prompt_tokens:
+                usage[0].inc(billed.prompt_tokens)
+            if billed.completion_tokens:
+                usage[1].inc(billed.completion_tokens)
+            if billed.cached_tokens:
+                usage[2].inc(billed.cached_tokens)
+            if billed.cost_usd:
+                usage[3].inc(billed.cost_usd)
             cache = ex.cache
             if cache == "hit":
                 usage[4].inc()

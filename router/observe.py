@@ -1,9 +1,9 @@
 """One request's observation: request id, in-flight gauge, metrics, access log and trace.
 
 `Observer.middleware` wraps every request. It takes the request id (`x-request-id` when valid,
-else a new one), puts an `Exchange` on the request for `Scope` to fill in (`Scope.record` reports
-the outcome; the chat relay reports the first token), and when the handler is done (for a stream:
-after its last byte) it hands the `Exchange` to `Metrics.observe`, the access log and the tracer,
+else a new one), puts an `Exchange` on the request for the pipeline to fill in (an outcome per
+model call, the first token of a stream), and when the handler is done (for a stream: after its
+last byte) it hands the `Exchange` to `Metrics.observe`, the access log and the tracer,
 in a callback that runs just after aiohttp has written the response (off the request's latency).
 `x-request-id` is echoed on every response by an `on_response_prepare` hook, errors and streams
 included. Metrics cover the proxy routes (`ROUTES`); the access log covers every route but
@@ -18,18 +18,18 @@ import logging
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from .access_log import AccessLog
 from .config import LoadedConfig
+from .exchange import EXCHANGE, Exchange
 from .metrics import Metrics
 from .metrics_gauges import GaugeRefresher
 
 if TYPE_CHECKING:
     from .gateway import Gateway
-    from .routing.chain import Call
 
 log = logging.getLogger("switchboard")
 
@@ -39,69 +39,11 @@ ROUTES = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/embe
 QUIET = frozenset({"/metrics", "/healthz", "/readyz"})  # scrapes and probes: no access-log line
 CLIENT_CLOSED = 499  # nginx's status for "the client went away before the response"
 _REQUEST_ID = re.compile(r"[\w.:@/+=-]{1,128}", re.ASCII)
+# The router's own 503s that are not an upstream's fault: keys or limits cannot be checked.
+_INTERNAL_UNAVAILABLE = frozenset({"auth_unavailable", "limits_unavailable"})
 
 
-class Exchange:
-    """What is known about one request; filled in by the middleware, `Scope` and the stream relay."""
-
-    __slots__ = ("cache", "cached_tokens", "completion_tokens", "content", "cost_usd", "estimated", "first_token_at",
-                 "key", "method", "model", "ok", "path", "prompt_tokens", "provider", "recorded", "request_id",
-                 "request_type", "requested", "route", "started", "trails", "upstream_s", "wall")
-
-    def __init__(self, request_id: str, started: float, route: str | None) -> None:
-        self.request_id = request_id
-        self.started = started
-        self.wall = time.time()
-        self.route = route
-        self.key: str | None = None
-        self.requested: str | None = None
-        self.provider: str | None = None
-        self.model: str | None = None
-        self.request_type: str | None = None
-        self.cache = "off"
-        self.ok: bool | None = None
-        self.recorded = False
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.cached_tokens = 0
-        self.cost_usd = 0.0
-        self.estimated = False
-        self.trails: list[list] = []  # one attempt trail per routing-core call (agents make several)
-        self.upstream_s = 0.0
-        self.first_token_at: float | None = None
-        self.method = self.path = ""
-        self.content: bytes | None = None
-
-    @property
-    def attempts(self) -> list:
-        trails = self.trails
-        return trails[0] if len(trails) == 1 else [a for t in trails for a in t]
-
-    def outcome(self, call: Call, provider: str, label: str, billed: dict[str, Any] | None, ok: bool,
-                cache: str) -> None:
-        """`Scope.record`: one routing-core call ended (several add up, e.g. the steps of an agent)."""
-        self.recorded = True
-        self.requested = call.requested
-        self.request_type = call.request_type
-        self.provider = provider
-        self.model = label
-        self.ok = ok
-        self.cache = cache
-        self.trails.append(call.attempts)
-        self.upstream_s += call.upstream_s
-        if billed:
-            self.prompt_tokens += int(billed.get("prompt_tokens") or 0)
-            self.completion_tokens += int(billed.get("completion_tokens") or 0)
-            self.cached_tokens += int(billed.get("cached_tokens") or 0)
-            self.cost_usd += billed.get("cost_usd") or 0.0
-            if billed.get("estimated"):
-                self.estimated = True
-
-
-EXCHANGE = web.RequestKey("switchboard_exchange", Exchange)
-
-
-def error_class(status: int, ex: Exchange, response: web.StreamResponse | None, request: web.Request) -> str | None:
+def error_class(status: int, ex: Exchange, request: web.Request) -> str | None:
     """The error class of a finished request, or None when it succeeded."""
     if status < 400:
         if ex.ok is False:  # a stream that broke after its first chunk (status 200 already sent)
@@ -121,10 +63,7 @@ def error_class(status: int, ex: Exchange, response: web.StreamResponse | None, 
     if status == 502:
         return "upstream"
     if status == 503:  # no deployment available (upstream) or Redis-backed keys/limits unavailable (internal)
-        body = getattr(response, "body", None)
-        if isinstance(body, bytes) and (b'"auth_unavailable"' in body or b'"limits_unavailable"' in body):
-            return "internal"
-        return "upstream"
+        return "internal" if ex.error_code in _INTERNAL_UNAVAILABLE else "upstream"
     return "caller" if status < 500 else "internal"
 
 
@@ -169,6 +108,7 @@ class Observer:
         valid_id = _REQUEST_ID.fullmatch
         new_id = self.new_request_id
         clock = time.perf_counter
+        keep_content = self.access_log is not None and self.access_log.include_content
 
         @web.middleware
         async def observe(request: web.Request, handler) -> web.StreamResponse:
@@ -178,14 +118,13 @@ class Observer:
             rid = request.headers.get("x-request-id")
             if rid is None or valid_id(rid) is None:
                 rid = new_id()
-            ex = Exchange(rid, clock(), route)
+            ex = Exchange(rid, clock(), route, keep_content)
             request[EXCHANGE] = ex
             gauge = None
             if route is not None:
                 gauge = metrics.route(route)[0]
                 gauge.inc()
             status = 500
-            response = None
             try:
                 response = await handler(request)
                 status = response.status
@@ -202,27 +141,23 @@ class Observer:
                     gauge.dec()
                 # Metrics, access log and trace once aiohttp has written the response (it does so
                 # in this same task step, after the handler returns): off the request's latency.
-                asyncio.get_running_loop().call_soon(finish, request, ex, canonical, status, response, end)
+                asyncio.get_running_loop().call_soon(finish, request, ex, canonical, status, end)
 
         return observe
 
-    def _finish(self, request: web.Request, ex: Exchange, canonical: str, status: int,
-                response: web.StreamResponse | None, end: float) -> None:
+    def _finish(self, request: web.Request, ex: Exchange, canonical: str, status: int, end: float) -> None:
         try:
-            self._record(request, ex, canonical, status, response, end)
+            self._record(request, ex, canonical, status, end)
         except Exception:  # observing must never fail the request it observes
             log.warning("observability: could not record a request", exc_info=True)
 
-    def _record(self, request: web.Request, ex: Exchange, canonical: str, status: int,
-                response: web.StreamResponse | None, end: float) -> None:
-        error = error_class(status, ex, response, request)
+    def _record(self, request: web.Request, ex: Exchange, canonical: str, status: int, end: float) -> None:
+        error = error_class(status, ex, request)
         if ex.route is not None:
             self.metrics.observe(ex, status, error, end)
         if self.access_log is not None and canonical not in QUIET:
             ex.method = request.method
             ex.path = request.path
-            if self.access_log.include_content:
-                ex.content = getattr(request, "_read_bytes", None)  # the body the handler read, if any
             self.access_log.emit(ex, status, error, end)
         if self.tracing is not None:
             self.tracing.record(ex, status, error, end, request)

@@ -46,6 +46,7 @@ _ZERO = Price(0.0, 0.0, 0.0, 0.0)
 class Pricer:
     def __init__(self, overrides: Mapping[str, PriceConfig]) -> None:
         self._overrides = {ref: _from_config(p) for ref, p in overrides.items()}
+        self._max_output = {ref: p.max_output_tokens for ref, p in overrides.items() if p.max_output_tokens}
         self._cache: LRUCache = LRUCache(4096)
 
     def cost(self, provider_type: str, label: str, model: str, usage: Mapping) -> float | None:
@@ -65,6 +66,10 @@ class Pricer:
         if isinstance(price, Price):
             return round(price.cost(prompt, completion, cached, cache_write), 10)
         return _catalogue_cost(price, prompt, completion, cached, cache_write)
+
+    def max_output_tokens(self, label: str) -> int | None:
+        """The configured maximum answer length of `provider/model`, if any."""
+        return self._max_output.get(label)
 
     def _lookup(self, provider_type: str, label: str, model: str) -> Price | object:
         if label in self._overrides:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .observe import Exchange
+    from .exchange import Exchange
 
 log = logging.getLogger("switchboard")
 
@@ -70,9 +70,10 @@ class Tracing:
             attrs["gen_ai.response.model"] = ex.model.partition("/")[2] or ex.model
             attrs["switchboard.model"] = ex.model
         if ex.recorded:
-            attrs["gen_ai.usage.input_tokens"] = ex.prompt_tokens
-            attrs["gen_ai.usage.output_tokens"] = ex.completion_tokens
-            attrs["switchboard.cost_usd"] = ex.cost_usd
+            billed = ex.billed
+            attrs["gen_ai.usage.input_tokens"] = billed.prompt_tokens
+            attrs["gen_ai.usage.output_tokens"] = billed.completion_tokens
+            attrs["switchboard.cost_usd"] = billed.cost_usd or 0.0
         if ex.key:
             attrs["switchboard.key"] = ex.key
         attempts = ex.attempts

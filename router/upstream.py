@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 import aiohttp
 from multidict import CIMultiDictProxy
 
 from providers import ErrorKind, HttpRequest, LocalReply, UpstreamError
 
-from .routing import ProviderRuntime
+from .config import TimeoutsConfig
+
+ServeLocal = Callable[[HttpRequest], LocalReply]
 
 
 class UpstreamResponse:
@@ -103,11 +105,12 @@ class _LocalResponse(UpstreamResponse):
 class Transport:
     """Sends provider requests. One per worker process, started and closed with the app."""
 
-    def __init__(self, runtimes: Iterable[ProviderRuntime]) -> None:
+    def __init__(self, timeouts: Mapping[str, TimeoutsConfig]) -> None:
+        """`timeouts`: each upstream's (provider's) timeouts, by the name `open` is given."""
+        self._settings = dict(timeouts)
         self._timeouts = {
-            rt.name: aiohttp.ClientTimeout(total=rt.timeouts.total_s, sock_connect=rt.timeouts.connect_s,
-                                           sock_read=rt.timeouts.idle_s)
-            for rt in runtimes}
+            name: aiohttp.ClientTimeout(total=t.total_s, sock_connect=t.connect_s, sock_read=t.idle_s)
+            for name, t in timeouts.items()}
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -121,13 +124,14 @@ class Transport:
             await self.session.close()
             self.session = None
 
-    async def open(self, runtime: ProviderRuntime, request: HttpRequest) -> UpstreamResponse:
-        """Send `request`; return once the response headers are in (first-byte timeout applies)."""
-        timeouts = runtime.timeouts
+    async def open(self, where: str, request: HttpRequest, serve_local: ServeLocal | None = None) -> UpstreamResponse:
+        """Send `request` to upstream `where`; return once the response headers are in (first-byte
+        timeout applies). A `local://` request is answered by `serve_local` (an in-process provider)."""
+        timeouts = self._settings[where]
         if request.url.startswith("local://"):
-            return await self._open_local(runtime, request)
+            assert serve_local is not None, "a local:// request needs its provider's serve_local"
+            return await self._open_local(where, timeouts, serve_local(request))
         assert self.session is not None, "Transport.start() was not awaited"
-        where = runtime.name
         try:
             if timeouts.first_byte_s >= timeouts.idle_s:
                 # aiohttp's `sock_read` (idle_s) already bounds the wait for the headers, and its
@@ -147,19 +151,19 @@ class Transport:
             raise _classify(exc, where, "connecting") from None
         return _HttpResponse(resp, where)
 
-    async def _open_local(self, runtime: ProviderRuntime, request: HttpRequest) -> UpstreamResponse:
-        reply = runtime.provider.serve_local(request)
-        first_byte_s = runtime.timeouts.first_byte_s
+    @staticmethod
+    async def _open_local(where: str, timeouts: TimeoutsConfig, reply: LocalReply) -> UpstreamResponse:
+        first_byte_s = timeouts.first_byte_s
         if reply.first_byte_delay_s:
             if reply.first_byte_delay_s > first_byte_s:
                 await asyncio.sleep(first_byte_s)
-                raise UpstreamError(ErrorKind.TIMEOUT, f"{runtime.name}: no response within {first_byte_s:g}s",
+                raise UpstreamError(ErrorKind.TIMEOUT, f"{where}: no response within {first_byte_s:g}s",
                                     code="first_byte_timeout")
             await asyncio.sleep(reply.first_byte_delay_s)
         if reply.drop_connection:
-            raise UpstreamError(ErrorKind.CONNECT, f"{runtime.name}: connection closed before a response",
+            raise UpstreamError(ErrorKind.CONNECT, f"{where}: connection closed before a response",
                                 code="connection_error")
-        return _LocalResponse(reply, runtime.timeouts.idle_s)
+        return _LocalResponse(reply, timeouts.idle_s)
 
 
 def _classify(exc: BaseException, where: str, doing: str) -> UpstreamError:

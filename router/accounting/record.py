@@ -8,9 +8,10 @@ number of requests, the order of the additions or how many workers added them.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .billed import Billed
 
 ANONYMOUS = "anonymous"  # the key name of requests made without a virtual key (auth off)
 
@@ -67,14 +68,12 @@ class UsageRecord:
     day: str = field(default_factory=utc_day)
 
     @classmethod
-    def from_billed(cls, key: str | None, provider: str, model: str, billed: Mapping[str, Any] | None, *,
+    def from_billed(cls, key: str | None, provider: str, model: str, billed: Billed | None, *,
                     cache_hit: bool = False, ok: bool = True) -> UsageRecord:
-        """A record from `extra_fields.billed_usage` (see `router.usage.billed_usage`); `billed`
-        may be None (a failure with no usage, a cache hit)."""
-        if not billed:
+        """A record of one model call; `billed` is None for a failure with no usage. A cache hit
+        is recorded with zero tokens and cost whatever it carries (nothing was billed upstream)."""
+        if billed is None or cache_hit:
             return cls(key or ANONYMOUS, provider, model, cost_usd=0.0 if cache_hit else None,
                        cache_hit=cache_hit, ok=ok)
-        return cls(key or ANONYMOUS, provider, model,
-                   int(billed.get("prompt_tokens") or 0), int(billed.get("completion_tokens") or 0),
-                   int(billed.get("cached_tokens") or 0), billed.get("cost_usd"),
-                   bool(billed.get("estimated")), cache_hit, ok)
+        return cls(key or ANONYMOUS, provider, model, billed.prompt_tokens, billed.completion_tokens,
+                   billed.cached_tokens, billed.cost_usd, billed.estimated, cache_hit, ok)

@@ -3,7 +3,6 @@
 Every model call of an agent run goes through `router.core` (`complete_chat`, `open_chat_stream`),
 so agents inherit fallbacks, retries, accounting and budgets; nothing here calls a vendor directly.
 
-- `config`      - the `agents:` and `agent_settings:` config sections (imported by router/config/schema.py)
 - `registry`    - agents from config, inline agents of a request, the default `main`
 - `tools/`      - built-in tools (`http_fetch`, `calculator`, `current_time`) and HTTP tools from config
 - `runtime`     - the tool loop; `step` - one model call of it; `events` - what a run reports
@@ -12,6 +11,4 @@ so agents inherit fallbacks, retries, accounting and budgets; nothing here calls
 - `service`     - per-app state, routes, the request preamble shared by both faces
 - `openai_face` - `model: "agent:<id>"` on `POST /v1/chat/completions`
 - `ui_face`, `ui_stream`, `ui_messages` - `POST /agent/v1/chat/completions` (Vercel AI SDK UI messages)
-
-This package's `__init__` stays import-free: the config schema imports `router.agents.config`.
 """

@@ -97,30 +97,3 @@ class StepEnd:
 
 
 Event = StepStart | TextDelta | ReasoningDelta | ToolInputStart | ToolInputDelta | ToolInputReady | ToolOutput | StepEnd
-
-
-def add_billed(total: dict[str, Any] | None, billed: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Sum two `billed_usage` objects (cost stays None only while every part is unpriced)."""
-    if billed is None:
-        return total
-    if total is None:
-        return dict(billed)
-    out = dict(total)
-    for key in ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens"):
-        out[key] = int(out.get(key) or 0) + int(billed.get(key) or 0)
-    costs = [c for c in (total.get("cost_usd"), billed.get("cost_usd")) if c is not None]
-    out["cost_usd"] = round(sum(costs), 10) if costs else None
-    if billed.get("estimated"):
-        out["estimated"] = True
-    return out
-
-
-def usage_of(billed: dict[str, Any] | None) -> dict[str, int]:
-    """OpenAI `usage` from summed billed usage."""
-    billed = billed or {}
-    prompt, completion = int(billed.get("prompt_tokens") or 0), int(billed.get("completion_tokens") or 0)
-    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                           "total_tokens": int(billed.get("total_tokens") or prompt + completion)}
-    if billed.get("cached_tokens"):
-        out["prompt_tokens_details"] = {"cached_tokens": int(billed["cached_tokens"])}
-    return out

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ..config.agents import AgentRateLimitsConfig, parse_rate
 from ..errors import ApiError
 from ..redis_conn import REDIS_ERRORS, RedisConn
-from .config import AgentRateLimitsConfig, parse_rate
 
 
 class AgentLimiter:

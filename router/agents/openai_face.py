@@ -17,17 +17,18 @@ import os
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from .. import extra_fields
+from ..edge import DONE, SSE_HEADERS, json_response, open_sse, sse_data
+from ..edge import PING as PING_EVENT
 from ..errors import ApiError, error_response
-from ..handlers.chat_stream import DONE, SSE_HEADERS
-from ..handlers.scope import Scope
+from ..pipeline import ProxyRequest
 from ..validation import validate_chat
 from .events import ReasoningDelta, StepStart, TextDelta
 from .registry import DEFAULT_AGENT, clamp_steps
-from .service import PING, Launch, failure, first_token, heartbeat, service, stream_failure
+from .runtime import RunSpec
+from .service import PING, AgentService, Launch, failure, heartbeat, run_cache_status, service, stream_failure
 from .sessions import SESSION_HEADER, resolve
 
 AGENT_HEADER = "x-agent-id"
@@ -47,8 +48,8 @@ def agent_target(request: web.Request, body: dict[str, Any]) -> tuple[str, str |
     return None
 
 
-async def agent_chat(request: web.Request, scope: Scope, body: dict[str, Any], target: tuple[str, str | None],
-                     started: float) -> web.StreamResponse:
+async def agent_chat(request: web.Request, req: ProxyRequest, body: dict[str, Any],
+                     target: tuple[str, str | None]) -> web.StreamResponse:
     svc = service(request)
     svc.enabled("openai")
     agent_id, override = target
@@ -58,22 +59,23 @@ async def agent_chat(request: web.Request, scope: Scope, body: dict[str, Any], t
     if body.get("n") not in (None, 1):
         raise ApiError(400, "'n' must be 1 for an agent", param="n", code="invalid_value")
     session = resolve(request.headers.get(SESSION_HEADER), body.get("session_id"), "session_id", body.get("user"),
-                      scope.key_name or "", agent.id)
+                      req.tenant, agent.id)
     tools = [t for t in body.get("tools") or () if isinstance(t, dict) and t.get("type", "function") == "function"]
     stream = body.get("stream") is True
-    launch = await svc.launch(request, scope, agent, requested=requested, messages=body["messages"], stream=stream,
-                              max_steps=clamp_steps(agent, body.get("max_steps"), "max_steps"), params=body,
-                              client_tools=tools, model_override=override, fallbacks=fallbacks, session=session,
-                              started=started)
+    spec = RunSpec(agent=agent, model=override or agent.model or "", conversation=[], params=body,
+                   client_tools=tools, max_steps=clamp_steps(agent, body.get("max_steps"), "max_steps"),
+                   output=agent.output, fallbacks=fallbacks)
+    launch = await svc.launch(request, req, spec, body["messages"], stream=stream, requested=requested,
+                              session=session)
     if stream:
-        return await _stream(request, launch, body)
+        return await _stream(request, svc, launch, body)
     try:
         async with asyncio.timeout(svc.settings.non_stream_timeout_s):
             async for _ in launch.run.events():
                 pass
     except Exception as exc:  # TimeoutError included: the non-stream limit
         await svc.finish(launch)
-        return _error(launch, exc)
+        return _error(svc, launch, exc)
     await svc.finish(launch)
     run = launch.run
     message: dict[str, Any] = {"role": "assistant", "content": run.content or (None if run.client_calls else ""),
@@ -83,9 +85,9 @@ async def agent_chat(request: web.Request, scope: Scope, body: dict[str, Any], t
     out = {"id": _id(), "object": "chat.completion", "created": int(time.time()), "model": requested,
            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": run.finish_reason}],
            "usage": run.usage}
-    if svc.gw.extra_fields_enabled:
+    if svc.pipeline.extra_fields:
         out["extra_fields"] = agent_extra(launch)
-    return web.Response(body=orjson.dumps(out), content_type="application/json", headers=launch.headers())
+    return json_response(out, svc.headers(launch))
 
 
 def _id() -> str:
@@ -95,15 +97,14 @@ def _id() -> str:
 def agent_extra(launch: Launch) -> dict[str, Any]:
     """`extra_fields` of an agent response: the last step's routing, the run's totals and trace."""
     run = launch.run
-    call = run.last_call
-    statuses = {s.cache for s in run.steps}
-    cache = "hit" if statuses == {"hit"} else ("miss" if "miss" in statuses or "hit" in statuses else "off")
-    out = extra_fields.full(call, billed=run.billed, cache=cache) if call is not None else {
-        "provider": None, "model": None, "attempts": [], "cache": {"status": cache}}
+    last = run.last_outcome
+    cache = run_cache_status(run)
+    out = extra_fields.full(last) if last is not None else {"provider": None, "model": None, "attempts": []}
     out.update({"model_requested": launch.requested, "request_type": "agent",
-                "latency": round((time.perf_counter() - launch.started) * 1000.0, 3)})
+                "latency": round((time.perf_counter() - launch.started) * 1000.0, 3), "cache": {"status": cache}})
+    out.pop("billed_usage", None)
     if run.billed is not None:
-        out["billed_usage"] = run.billed
+        out["billed_usage"] = run.billed.as_dict()
     out.update({"agent": launch.agent.id, "session_id": launch.session.id if launch.session else None,
                 "stop_reason": run.stop_reason, "steps": [s.as_dict() for s in run.steps]})
     return out
@@ -115,53 +116,49 @@ def routing_head(launch: Launch) -> dict[str, Any]:
     return {"provider": step.provider if step else None, "model": step.model if step else None}
 
 
-def _error(launch: Launch, exc: BaseException) -> web.Response:
+def _error(svc: AgentService, launch: Launch, exc: BaseException) -> web.Response:
     status, error, headers = failure(exc)
-    extra = agent_extra(launch) if launch.run.steps and service_extra(launch) else None
-    return error_response(status, error, extra, {**launch.headers(), **headers})
+    extra = agent_extra(launch) if launch.run.steps and svc.pipeline.extra_fields else None
+    return error_response(status, error, extra, {**svc.headers(launch), **headers})
 
 
-def service_extra(launch: Launch) -> bool:
-    return launch.scope.gw.extra_fields_enabled
-
-
-async def _stream(request: web.Request, launch: Launch, body: dict[str, Any]) -> web.StreamResponse:
-    events = heartbeat(launch.run.events(), service(request).settings.heartbeat_s)
+async def _stream(request: web.Request, svc: AgentService, launch: Launch, body: dict[str, Any]) -> web.StreamResponse:
+    events = heartbeat(launch.run.events(), svc.settings.heartbeat_s)
     try:
-        return await _relay(request, launch, body, events)
+        return await _relay(request, svc, launch, body, events)
     finally:
         await events.aclose()  # a client gone mid-run stops the run (and its steps) here
 
 
-async def _relay(request: web.Request, launch: Launch, body: dict[str, Any], events: Any) -> web.StreamResponse:
-    svc = service(request)
+async def _relay(request: web.Request, svc: AgentService, launch: Launch, body: dict[str, Any],
+                 events: Any) -> web.StreamResponse:
     run = launch.run
     options = body.get("stream_options")
     wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-    with_extra = svc.gw.extra_fields_enabled
+    with_extra = svc.pipeline.extra_fields
     try:
         first = await anext(events)  # the first step is committed (or failed: a plain HTTP error)
     except (Exception, StopAsyncIteration) as exc:
         await svc.finish(launch)
         if isinstance(exc, StopAsyncIteration):
             raise ApiError(502, "the agent produced nothing", code="empty_run") from None
-        return _error(launch, exc)
+        return _error(svc, launch, exc)
     base = {"id": _id(), "object": "chat.completion.chunk", "created": int(time.time()), "model": launch.requested}
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return b"data: " + orjson.dumps({**base, "choices": [choice], **extra}) + b"\n\n"
+        return sse_data({**base, "choices": [choice], **extra})
 
-    response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **launch.headers()})
+    response = web.StreamResponse(status=200)
     try:
-        await response.prepare(request)
+        response = await open_sse(request, svc.headers(launch), SSE_HEADERS)
         head = {"extra_fields": routing_head(launch)} if with_extra else {}
         await response.write(chunk({"role": "assistant", "content": ""}, **head))
         wrote_text = step_text = False
         event: Any = first
         while True:
             if event is PING:
-                await response.write(b": ping\n\n")
+                await response.write(PING_EVENT)
             elif isinstance(event, StepStart):
                 step_text = False
             elif isinstance(event, TextDelta):
@@ -169,7 +166,7 @@ async def _relay(request: web.Request, launch: Launch, body: dict[str, Any], eve
                 if wrote_text and not step_text:
                     text = "\n\n" + text
                 if not wrote_text:
-                    first_token(launch.scope)
+                    launch.req.first_token()
                 wrote_text = step_text = True
                 await response.write(chunk({"content": text}))
             elif isinstance(event, ReasoningDelta):
@@ -186,7 +183,7 @@ async def _relay(request: web.Request, launch: Launch, body: dict[str, Any], eve
         payload: dict[str, Any] = {"error": stream_failure(exc)}
         if with_extra:
             payload["extra_fields"] = agent_extra(launch)
-        await response.write(b"data: " + orjson.dumps(payload) + b"\n\n")
+        await response.write(sse_data(payload))
         return response
     await svc.finish(launch)
     tail: list[bytes] = []
@@ -196,7 +193,7 @@ async def _relay(request: web.Request, launch: Launch, body: dict[str, Any], eve
     last_extra = {"extra_fields": agent_extra(launch)} if with_extra else {}
     if wants_usage:
         tail.append(chunk({}, run.finish_reason))
-        tail.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": run.usage, **last_extra}) + b"\n\n")
+        tail.append(sse_data({**base, "choices": [], "usage": run.usage, **last_extra}))
     else:
         tail.append(chunk({}, run.finish_reason, **last_extra))
     await response.write(b"".join(tail) + DONE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import BUILTIN_TOOLS
+from ..config.agents import BUILTIN_TOOLS
 from .sessions import SESSION_HEADER
 from .ui_messages import ROLES
 

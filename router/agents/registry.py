@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config
+from ..config.agents import BUILTIN_TOOLS, AgentConfig, AgentHttpToolConfig
 from ..errors import ApiError
-from .config import BUILTIN_TOOLS, AgentConfig, AgentHttpToolConfig
 from .output import OutputSpec
 
 DEFAULT_AGENT = "main"

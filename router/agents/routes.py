@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..gateway import GATEWAY
+from ..pipeline import PIPELINE
 from .service import AGENTS, AgentService
 from .tools import Resolve
 from .ui_face import ui_chat
@@ -13,12 +13,12 @@ UI_PATH = "/agent/v1/chat/completions"
 
 
 def add_agent_routes(app: web.Application, resolve: Resolve | None = None) -> None:
-    """`POST /agent/v1/chat/completions`; the OpenAI face hooks into router/handlers/chat.py.
+    """`POST /agent/v1/chat/completions`; the OpenAI face is chosen on the chat route (router/app.py).
 
     Both routes stay registered when switched off in `agent_settings.endpoints` (they answer 404
     `endpoint_disabled`), so the OpenAPI document matches the routes whatever the config says.
     """
-    agents = AgentService(app[GATEWAY], resolve)
+    agents = AgentService(app[PIPELINE], resolve)
     app[AGENTS] = agents
     app.router.add_post(UI_PATH, ui_chat)
 

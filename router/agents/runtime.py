@@ -31,21 +31,11 @@ from typing import Any
 
 import orjson
 
-from ..errors import ApiError
-from ..routing import RouteError
-from ..routing.chain import Call
-from ..routing.table import Plan
-from .config import AgentSettingsConfig
-from .events import (
-    Event,
-    StepEnd,
-    StepTrace,
-    ToolInputReady,
-    ToolOutput,
-    ToolTrace,
-    add_billed,
-    usage_of,
-)
+from ..accounting.billed import Billed
+from ..config.agents import AgentSettingsConfig
+from ..exchange import Outcome
+from ..pipeline import ModelRequest, Route
+from .events import Event, StepEnd, StepTrace, ToolInputReady, ToolOutput, ToolTrace
 from .output import OutputSpec
 from .registry import Agent
 from .step import StepContext, StepResult, run_step
@@ -84,7 +74,7 @@ class AgentRun:
         self.messages += spec.conversation
         self.new_messages: list[dict[str, Any]] = []  # what the run added (assistant turns, tool results)
         self.steps: list[StepTrace] = []
-        self.billed: dict[str, Any] | None = None
+        self.billed: Billed | None = None  # every step's bill, summed
         self.texts: list[str] = []  # the text of each step that said something
         self.output: Any = None
         self.finish_reason = "stop"
@@ -103,19 +93,19 @@ class AgentRun:
         return "\n\n".join(self.texts)
 
     @property
-    def last_call(self) -> Call | None:
-        """The current (or last) step's `Call`: its attempts and the deployment serving it."""
-        return self._current.call if self._current is not None else None
+    def last_outcome(self) -> Outcome | None:
+        """The current (or last) step's model call: its attempts and the deployment serving it."""
+        return self._current.outcome if self._current is not None else None
 
     @property
     def usage(self) -> dict[str, Any]:
-        return usage_of(self.billed)
+        return (self.billed or Billed()).usage()
 
-    def plan(self) -> Plan:
-        try:
-            return self.ctx.gw.table.plan(self.spec.model, self.spec.fallbacks)
-        except RouteError as exc:
-            raise ApiError(exc.status, exc.message, param=exc.param, code=exc.code) from None
+    def step_request(self, final: bool) -> tuple[ModelRequest, Route]:
+        """The next step's model call and where it may go (403/404/400 before anything is sent)."""
+        spec, ctx = self.spec, self.ctx
+        mreq = ctx.request(spec.model, self._body(final), spec.fallbacks)
+        return mreq, ctx.pipeline.route(ctx.req, mreq)
 
     # -- the loop -------------------------------------------------------------------------------
     async def events(self) -> AsyncIterator[Event]:
@@ -133,12 +123,15 @@ class AgentRun:
             result = self._current = StepResult()
             self.steps.append(trace)
             try:
-                async for event in run_step(self.ctx, self.plan(), self._body(final), trace, result):
+                mreq, route = self.step_request(final)
+                async for event in run_step(self.ctx, mreq, route, trace, result):
                     yield event
             finally:
-                if result.call is None or not (result.call.attempts or trace.cache == "hit"):
+                outcome = result.outcome
+                if outcome is None or not (outcome.call.attempts or outcome.cache == "hit"):
                     self.steps.remove(trace)  # never reached a deployment: nothing to report
-                self.billed = add_billed(self.billed, trace.billed)
+                elif outcome.billed is not None and outcome.cache != "hit":
+                    self.billed = outcome.billed if self.billed is None else self.billed + outcome.billed
             trace.finish_reason = result.finish_reason
             if result.text:
                 self.texts.append(result.text)

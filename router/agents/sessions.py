@@ -24,9 +24,9 @@ from typing import Any
 
 import orjson
 
+from ..config.agents import AgentSessionsConfig
 from ..errors import ApiError
 from ..redis_conn import REDIS_ERRORS, RedisConn
-from .config import AgentSessionsConfig
 
 log = logging.getLogger("switchboard")
 

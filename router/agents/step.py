@@ -1,12 +1,12 @@
-"""One step of an agent run: one model call through the routing core, streamed or not.
+"""One step of an agent run: one model call through the request pipeline, streamed or not.
 
-The call goes through `router.core.complete_chat` / `open_chat_stream` with a fresh `Call`, so each
-step has its own attempt chain (fallbacks, retries, breaker, deadline) and is accounted on its own
-(`recorder.record`). Steps may use the response cache (`agent_settings.cache_steps`, when `cache:`
-is configured and the client's `Cache-Control` allows it): the key is the step's whole request (so
-tool results are part of it) under the endpoint name `agent.step`, stream and non-stream steps
-share entries (stored as a completion), and a hit replays the model's answer only - its tool calls
-run again, live.
+Each step is a model call of its own: routed and checked against the key (every deployment it can
+reach), admitted against the key's limits (only the run's first call counts as a request), walked
+through the attempt chain, billed, recorded and settled, like any other call. Steps may use the
+response cache (`agent_settings.cache_steps`, when `cache:` is configured and the client's
+`Cache-Control` allows it): the key is the step's whole request (so tool results are part of it)
+under the endpoint name `agent.step`, stream and non-stream steps share entries (stored as a
+completion), and a hit replays the model's answer only - its tool calls run again, live.
 """
 
 from __future__ import annotations
@@ -19,13 +19,10 @@ from typing import Any
 
 from providers import UpstreamError
 
+from ..accounting.billed import Billed
 from ..cache import CachedResponse
-from ..core import Recorder, complete_chat, open_chat_stream
-from ..gateway import Gateway
-from ..handlers.scope import Scope
-from ..routing.chain import Call, ChainFailed
-from ..routing.table import Plan
-from ..usage import billed_usage, estimate_usage
+from ..exchange import Outcome
+from ..pipeline import CallFailed, ModelRequest, Pipeline, ProxyRequest, Route
 from .events import Event, ReasoningDelta, StepStart, StepTrace, TextDelta, ToolInputDelta, ToolInputStart
 
 STEP_ENDPOINT = "agent.step"
@@ -46,17 +43,16 @@ class StepResult:
     reasoning: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI shape, arguments as strings
     finish_reason: str | None = None
-    call: Call | None = None
+    outcome: Outcome | None = None  # the step's model call, once it was made (or failed)
 
 
 @dataclass(slots=True)
 class StepContext:
-    gw: Gateway
-    scope: Scope  # the request's: cache lookups and stores
-    recorder: Recorder  # accounts each step (a child scope that does not settle the reservation)
+    pipeline: Pipeline
+    req: ProxyRequest  # the run's request: its key, cache headers and observation
     stream: bool
     cache: bool
-    requested: str = ""  # `model_requested` of each step's `Call`: the agent (`agent:<id>`)
+    requested: str = ""  # `model_requested` of each step's call: the agent (`agent:<id>`)
     call_ids: set[str] = field(default_factory=set)  # tool-call ids of this run (kept unique for the UI)
 
     def unique_id(self, call_id: Any) -> str:
@@ -67,18 +63,22 @@ class StepContext:
         self.call_ids.add(call_id)
         return call_id
 
+    def request(self, model: str, body: dict[str, Any], fallbacks: list[str] | None) -> ModelRequest:
+        """A step's model call; a streamed step asks the vendor for its usage."""
+        if self.stream:
+            body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        return ModelRequest("chat", model, body, REQUEST_TYPE, fallbacks, self.stream,
+                            STEP_ENDPOINT if self.cache else None, self.requested or None)
 
-def _completion(result: StepResult, model: str, usage: dict[str, Any] | None) -> dict[str, Any]:
+
+def _completion(result: StepResult, model: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": result.text or None}
     if result.tool_calls:
         message["tool_calls"] = result.tool_calls
     if result.reasoning:
         message["reasoning_content"] = result.reasoning
-    out = {"id": f"chatcmpl-{os.urandom(8).hex()}", "object": "chat.completion", "created": int(time.time()),
-           "model": model, "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason}]}
-    if usage:
-        out["usage"] = usage
-    return out
+    return {"id": f"chatcmpl-{os.urandom(8).hex()}", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason}]}
 
 
 def _read_completion(ctx: StepContext, body: dict[str, Any], out: StepResult) -> None:
@@ -94,52 +94,55 @@ def _read_completion(ctx: StepContext, body: dict[str, Any], out: StepResult) ->
     out.finish_reason = choice.get("finish_reason")
 
 
-def _trace_call(trace: StepTrace, call: Call, billed: dict[str, Any] | None, cache: str,
-                served: tuple[str | None, str | None] | None = None) -> None:
-    target = call.target
-    trace.provider, trace.model = served or ((target.runtime.name, target.label) if target else (None, None))
-    trace.billed = billed
-    trace.cache = cache
-    trace.attempts = [a.as_dict() for a in call.attempts]
-    trace.latency_ms = round((time.perf_counter() - call.started) * 1000.0, 3)
+def _trace(trace: StepTrace, outcome: Outcome) -> None:
+    head = outcome.call.target
+    if outcome.cache == "hit":
+        trace.provider, trace.model = outcome.provider or None, outcome.model or None
+    else:
+        trace.provider, trace.model = (head.runtime.name, head.label) if head else (None, None)
+    trace.billed = outcome.billed.as_dict() if outcome.billed is not None and outcome.cache != "hit" else None
+    trace.cache = outcome.cache
+    trace.attempts = [a.as_dict() for a in outcome.call.attempts]
+    trace.latency_ms = round((time.perf_counter() - outcome.call.started) * 1000.0, 3)
 
 
-async def run_step(ctx: StepContext, plan: Plan, body: dict[str, Any], trace: StepTrace,
+async def run_step(ctx: StepContext, mreq: ModelRequest, route: Route, trace: StepTrace,
                    out: StepResult) -> AsyncIterator[Event]:
     """Call the model once; yields `StepStart` (once committed) and the streamed deltas; fills `out`."""
-    call = Call(ctx.requested or trace.model_requested, REQUEST_TYPE, time.perf_counter())
-    out.call = call
-    scope = ctx.scope
-    key = scope.cache_key(STEP_ENDPOINT, trace.model_requested, body, False) if ctx.cache else None
-    entry = await scope.lookup(key) if key is not None else None
+    pipeline, req = ctx.pipeline, ctx.req
+    started = time.perf_counter()
+    key = pipeline.cache_key(req, mreq, streamed=False)
+    entry = await pipeline.lookup(req, key)
+    held = await pipeline.admit(req, route, mreq, cached=entry is not None and entry.body is not None)
     if entry is not None and entry.body is not None:
-        ctx.recorder.record(call, None, None, ok=True, cache_hit=True, served_by=(entry.provider or "",
-                                                                                  entry.model or ""))
+        out.outcome = pipeline.hit(req, mreq, entry, held)
         _read_completion(ctx, entry.body, out)
-        _trace_call(trace, call, None, "hit", (entry.provider, entry.model))
+        _trace(trace, out.outcome)
         yield StepStart(trace.index)
         for event in _whole(out):
             yield event
         return
-    cache_status = "miss" if key is not None else "off"
+    cache = pipeline.cache_status(req, key)
     if not ctx.stream:
         try:
-            result, billed, _raw = await complete_chat(ctx.gw, ctx.recorder, call, plan, body)
-        except ChainFailed:
-            _trace_call(trace, call, None, cache_status)  # the failed step's attempt trail
+            answer = await pipeline.complete(req, mreq, route, cache, held, started)
+        except CallFailed as failed:
+            out.outcome = failed.outcome
+            _trace(trace, failed.outcome)  # the failed step's attempt trail
             raise
-        _read_completion(ctx, result, out)
-        _trace_call(trace, call, billed, cache_status)
+        out.outcome = answer.outcome
+        _read_completion(ctx, answer.body, out)
+        _trace(trace, answer.outcome)
         yield StepStart(trace.index)
         for event in _whole(out):
             yield event
-        await _store(scope, key, call, result, billed)
+        await _store(pipeline, req, key, answer.body, answer.outcome)
         return
-    async for event in _stream(ctx, plan, body, trace, out, call, cache_status):
+    async for event in _stream(ctx, mreq, route, trace, out, cache, held, started):
         yield event
-    if key is not None:
-        target = call.target
-        await _store(scope, key, call, _completion(out, target.model if target else "", None), trace.billed)
+    if key is not None and out.outcome is not None and out.outcome.ok:
+        target = out.outcome.call.target
+        await _store(pipeline, req, key, _completion(out, target.model if target else ""), out.outcome)
 
 
 def _whole(out: StepResult) -> list[Event]:
@@ -151,36 +154,36 @@ def _whole(out: StepResult) -> list[Event]:
     return events
 
 
-async def _store(scope: Scope, key: str | None, call: Call, result: dict[str, Any],
-                 billed: dict[str, Any] | None) -> None:
-    target = call.target
-    if key is None or target is None or scope.directive is None or not scope.directive.store:
+async def _store(pipeline: Pipeline, req: ProxyRequest, key: str | None, result: dict[str, Any],
+                 outcome: Outcome) -> None:
+    if key is None:
         return
-    await scope.store(key, CachedResponse.from_body(result, provider=target.runtime.name, model=target.label,
-                                                    billed_usage=billed))
+    billed: Billed | None = outcome.billed
+    await pipeline.store(req, key, CachedResponse.from_body(result, provider=outcome.provider, model=outcome.model,
+                                                            billed_usage=billed.as_dict() if billed else None))
 
 
-async def _stream(ctx: StepContext, plan: Plan, body: dict[str, Any], trace: StepTrace, out: StepResult,
-                  call: Call, cache_status: str) -> AsyncIterator[Event]:
-    send = {**body, "stream": True, "stream_options": {"include_usage": True}}
+async def _stream(ctx: StepContext, mreq: ModelRequest, route: Route, trace: StepTrace, out: StepResult, cache: str,
+                  held: Any, started: float) -> AsyncIterator[Event]:
+    pipeline, req = ctx.pipeline, ctx.req
     try:
-        opened = await open_chat_stream(ctx.gw, ctx.recorder, call, plan, send)
-    except ChainFailed:
-        _trace_call(trace, call, None, cache_status)
+        stream = await pipeline.open_stream(req, mreq, route, cache, held, started=started)
+    except CallFailed as failed:
+        out.outcome = failed.outcome
+        _trace(trace, failed.outcome)
         raise
-    if call.target is not None:  # committed: who serves is known before the first event goes out
-        trace.provider, trace.model = call.target.runtime.name, call.target.label
-    usage: dict[str, Any] | None = None
+    out.outcome = stream.outcome
+    target = stream.outcome.call.target
+    if target is not None:  # committed: who serves is known before the first event goes out
+        trace.provider, trace.model = target.runtime.name, target.label
     text: list[str] = []
     reasoning: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
-    completed = False
+    batches = stream.batches()
     try:
         yield StepStart(trace.index)
-        async for batch in opened.batches():
+        async for batch in batches:
             for chunk in batch:
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
                 for choice in chunk.get("choices") or ():
                     if choice.get("index", 0) != 0:
                         continue
@@ -196,23 +199,15 @@ async def _stream(ctx: StepContext, plan: Plan, body: dict[str, Any], trace: Ste
                             yield event
                     if choice.get("finish_reason"):
                         out.finish_reason = choice["finish_reason"]
-        completed = True
     except UpstreamError as err:
         raise StepFailed(err) from None
     finally:
-        opened.close()
+        await batches.aclose()  # accounts the step however it ended
         out.text, out.reasoning = "".join(text), "".join(reasoning)
         out.tool_calls = [{"id": c["id"], "type": "function",
                            "function": {"name": c["name"], "arguments": "".join(c["args"])}}
                           for _, c in sorted(calls.items())]
-        target = call.target
-        estimated = usage is None
-        if estimated and target is not None:
-            generated = out.text + "".join(c["function"]["arguments"] for c in out.tool_calls)
-            usage = estimate_usage(body.get("messages"), target.model, generated, body.get("tools"))
-        billed = billed_usage(ctx.gw.pricer, target, usage, estimated) if target is not None else None
-        ctx.recorder.record(call, target, billed, ok=completed)
-        _trace_call(trace, call, billed, cache_status)
+        _trace(trace, stream.outcome)
 
 
 def _tool_piece(ctx: StepContext, piece: dict[str, Any], calls: dict[int, dict[str, Any]]) -> list[Event]:

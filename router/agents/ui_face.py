@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from ..edge import PING as PING_EVENT
+from ..edge import json_response, open_sse, read_json
 from ..errors import ApiError, error_body
-from ..handlers.common import read_body
-from ..handlers.scope import Scope
-from ..validation import parse_json_object
+from ..exchange import note_error
+from ..pipeline import ProxyRequest
 from . import ui_messages
 from .events import TextDelta
 from .output import OutputSpec
 from .registry import DEFAULT_AGENT, Agent, clamp_steps
-from .service import PING, AgentService, Launch, failure, first_token, gateway, heartbeat, service, stream_failure
+from .runtime import RunSpec
+from .service import PING, AgentService, Launch, failure, heartbeat, service, stream_failure
 from .sessions import SESSION_HEADER, SessionRef, resolve
 from .ui_stream import DONE, HEADERS, UIEncoder, UIMessageBuilder, sse
 
@@ -69,7 +70,7 @@ def _client_tools(value: Any) -> list[dict[str, Any]]:
     return [{"type": "function", "function": t["function"]} for t in value]
 
 
-def _session(request: web.Request, body: dict[str, Any], scope: Scope, agent: Agent) -> SessionRef | None:
+def _session(request: web.Request, body: dict[str, Any], req: ProxyRequest, agent: Agent) -> SessionRef | None:
     """The header, else `sessionId`/`session_id`/`id` (the first given; all must be well-formed)."""
     given = [k for k in ("sessionId", "session_id", "id") if body.get(k) is not None]
     for key in given:
@@ -78,8 +79,7 @@ def _session(request: web.Request, body: dict[str, Any], scope: Scope, agent: Ag
     if user is not None and not isinstance(user, str):
         raise ApiError(400, "'user' must be a string", param="user", code="invalid_type")
     param = given[0] if given else "sessionId"
-    return resolve(request.headers.get(SESSION_HEADER), body.get(param), param, user, scope.key_name or "",
-                   agent.id)
+    return resolve(request.headers.get(SESSION_HEADER), body.get(param), param, user, req.tenant, agent.id)
 
 
 def wants_stream(request: web.Request, body: dict[str, Any]) -> bool:
@@ -92,28 +92,35 @@ def wants_stream(request: web.Request, body: dict[str, Any]) -> bool:
 
 
 async def ui_chat(request: web.Request) -> web.StreamResponse:
-    started = time.perf_counter()
     svc = service(request)
+    req: ProxyRequest | None = None
     try:
         svc.enabled("ui")
-        gw = gateway(request)
-        scope = await Scope.open(gw, request)
-        body = parse_json_object(await read_body(request, gw.max_body_bytes))
-        agent = _agent(svc, body)
-        messages = ui_messages.to_openai(ui_messages.validate(body.get("messages")))
-        stream = wants_stream(request, body)
-        output = OutputSpec.parse(body["output"]) if body.get("output") is not None else None
-        image_format = body.get("imageResponseFormat")
-        if image_format is not None and image_format not in ("url", "b64_json"):
-            raise ApiError(400, "'imageResponseFormat' must be 'url' or 'b64_json'", param="imageResponseFormat",
-                           code="invalid_value")
-        session = _session(request, body, scope, agent)
-        launch = await svc.launch(request, scope, agent, requested=agent.label, messages=messages, stream=stream,
-                                  max_steps=clamp_steps(agent, body.get("maxSteps"), "maxSteps"),
-                                  client_tools=_client_tools(body.get("tools")), output=output, session=session,
-                                  started=started)
+        req = await svc.pipeline.open(request)
+        return await _serve(request, svc, req)
     except ApiError as exc:
+        note_error(request, exc.code)
         return _error(exc.status, exc.to_openai(), exc.headers)
+    finally:
+        if req is not None:
+            svc.pipeline.close(req)
+
+
+async def _serve(request: web.Request, svc: AgentService, req: ProxyRequest) -> web.StreamResponse:
+    body = await read_json(request, svc.pipeline.max_body_bytes)
+    agent = _agent(svc, body)
+    messages = ui_messages.to_openai(ui_messages.validate(body.get("messages")))
+    stream = wants_stream(request, body)
+    output = OutputSpec.parse(body["output"]) if body.get("output") is not None else None
+    image_format = body.get("imageResponseFormat")
+    if image_format is not None and image_format not in ("url", "b64_json"):
+        raise ApiError(400, "'imageResponseFormat' must be 'url' or 'b64_json'", param="imageResponseFormat",
+                       code="invalid_value")
+    session = _session(request, body, req, agent)
+    spec = RunSpec(agent=agent, model=agent.model or "", conversation=[],
+                   client_tools=_client_tools(body.get("tools")),
+                   max_steps=clamp_steps(agent, body.get("maxSteps"), "maxSteps"), output=output or agent.output)
+    launch = await svc.launch(request, req, spec, messages, stream=stream, requested=agent.label, session=session)
     encoder = UIEncoder(f"msg-{os.urandom(12).hex()}", _meta(launch), svc.settings.ui_finish_reason)
     if stream:
         return await _stream(request, svc, launch, encoder)
@@ -126,7 +133,7 @@ async def ui_chat(request: web.Request) -> web.StreamResponse:
     except Exception as exc:  # TimeoutError included: the non-stream limit
         await svc.finish(launch)
         status, error, headers = failure(exc)
-        return _error(status, error, {**launch.headers(), **headers})
+        return _error(status, error, {**svc.headers(launch), **headers})
     await svc.finish(launch)
     run = launch.run
     has_output = run.spec.output is not None
@@ -138,7 +145,7 @@ async def ui_chat(request: web.Request) -> web.StreamResponse:
         out["output"] = run.output
     if launch.session is not None:
         out["sessionId"] = launch.session.id
-    return web.Response(body=orjson.dumps(out), content_type="application/json", headers=launch.headers())
+    return json_response(out, svc.headers(launch))
 
 
 def _meta(launch: Launch) -> dict[str, Any]:
@@ -149,7 +156,7 @@ def _final_meta(launch: Launch) -> dict[str, Any]:
     run = launch.run
     meta = {**_meta(launch), "stopReason": run.stop_reason, "steps": len(run.steps), "usage": run.usage}
     if run.billed is not None:
-        meta["costUsd"] = run.billed.get("cost_usd")
+        meta["costUsd"] = run.billed.cost_usd
     if run.spec.output is not None:
         meta["output"] = run.output
     return meta
@@ -174,18 +181,18 @@ async def _relay(request: web.Request, svc: AgentService, launch: Launch, encode
             return _error(502, {"message": "the agent produced nothing", "type": "upstream_error", "param": None,
                                 "code": "empty_run"})
         status, error, headers = failure(exc)
-        return _error(status, error, {**launch.headers(), **headers})
-    response = web.StreamResponse(status=200, headers={**HEADERS, **launch.headers()})
+        return _error(status, error, {**svc.headers(launch), **headers})
+    response = web.StreamResponse(status=200)
     try:
-        await response.prepare(request)
+        response = await open_sse(request, svc.headers(launch), HEADERS)
         await response.write(sse(encoder.start()))
         event: Any = first
         started_text = False
         while True:
             if not started_text and isinstance(event, TextDelta):
                 started_text = True
-                first_token(launch.scope)
-            await response.write(b": ping\n\n" if event is PING else sse(encoder.event(event)))
+                launch.req.first_token()
+            await response.write(PING_EVENT if event is PING else sse(encoder.event(event)))
             try:
                 event = await anext(events)
             except StopAsyncIteration:

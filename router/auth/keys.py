@@ -90,6 +90,10 @@ class VirtualKey:
     tpm: int | None = None
     source: Literal["config", "admin"] = "config"
     created_at: float = 0.0
+    # Immutable identity (never the reusable name): cache entries, sessions and stored responses
+    # belong to it, so a deleted and re-created key starts with none. Admin keys get a random one;
+    # a config key is identified by its secret's hash (a new secret is a new key).
+    key_id: str = ""
     has_limits: bool = field(init=False, repr=False, compare=False)
     _allows: Callable[[str], bool] | None = field(init=False, repr=False, compare=False)
 
@@ -97,6 +101,12 @@ class VirtualKey:
         object.__setattr__(self, "has_limits",
                            self.rpm is not None or self.tpm is not None or self.budget_nanos is not None)
         object.__setattr__(self, "_allows", _matcher(self.models))
+        if not self.key_id:
+            object.__setattr__(self, "key_id", self.key_hash)
+
+    @property
+    def id(self) -> str:
+        return self.key_id
 
     def allows(self, model: str) -> bool:
         """Whether `model` (as the client requested it) matches one of the key's globs."""
@@ -114,7 +124,8 @@ class VirtualKey:
                 "models": orjson.dumps(list(self.models)).decode() if self.models is not None else "",
                 "budget_nanos": "" if self.budget_nanos is None else str(self.budget_nanos),
                 "budget_period_s": str(self.budget_period_s), "rpm": "" if self.rpm is None else str(self.rpm),
-                "tpm": "" if self.tpm is None else str(self.tpm), "created_at": repr(self.created_at)}
+                "tpm": "" if self.tpm is None else str(self.tpm), "created_at": repr(self.created_at),
+                "id": self.key_id}
 
     @classmethod
     def from_redis(cls, h: dict[bytes, bytes]) -> VirtualKey:
@@ -126,7 +137,7 @@ class VirtualKey:
         models = tuple(orjson.loads(f["models"])) if f.get("models") else None
         return cls(name=f["name"], key_hash=f["key_hash"], models=models, budget_nanos=opt_int("budget_nanos"),
                    budget_period_s=int(f["budget_period_s"]), rpm=opt_int("rpm"), tpm=opt_int("tpm"),
-                   source="admin", created_at=float(f.get("created_at") or 0))
+                   source="admin", created_at=float(f.get("created_at") or 0), key_id=f.get("id") or "")
 
 
 class KeyStoreError(Exception):
@@ -307,7 +318,7 @@ class KeyStore:
                         models=tuple(models) if models is not None else None,
                         budget_nanos=usd_to_nanos(budget_usd) if budget_usd is not None else None,
                         budget_period_s=parse_period(budget_period), rpm=rpm, tpm=tpm, source="admin",
-                        created_at=time.time())
+                        created_at=time.time(), key_id="ak-" + secrets.token_hex(16))
         if self.conn is None:
             if name in self._admin_by_name:
                 raise KeyExists(f"key {name!r} already exists")

@@ -127,8 +127,13 @@ class Limiter:
         return self.conn is not None and not self.conn.up
 
     # -- admit ----------------------------------------------------------------------------------
-    async def admit(self, vk: VirtualKey | None, est_tokens: int, est_cost_nanos: int) -> Reservation:
-        """Reserve one request; ApiError 429/402 (or 503 when fail_closed and Redis is down)."""
+    async def admit(self, vk: VirtualKey | None, est_tokens: int, est_cost_nanos: int, *,
+                    count_request: bool = True) -> Reservation:
+        """Reserve one request; ApiError 429/402 (or 503 when fail_closed and Redis is down).
+
+        `count_request=False` reserves tokens and cost only: a further model call of a request that
+        was already counted (the later steps of an agent run) neither counts against nor is
+        refused by the RPM limit."""
         if vk is None or not vk.has_limits:
             return UNLIMITED
         now = self.clock()
@@ -136,7 +141,8 @@ class Limiter:
         period = int(now // vk.budget_period_s)
         est_tokens = max(0, int(est_tokens))
         est_cost_nanos = max(0, int(est_cost_nanos))
-        args = (-1 if vk.rpm is None else vk.rpm, -1 if vk.tpm is None else vk.tpm, est_tokens,
+        rpm = -1 if vk.rpm is None or not count_request else vk.rpm
+        args = (rpm, -1 if vk.tpm is None else vk.tpm, est_tokens,
                 -1 if vk.budget_nanos is None else vk.budget_nanos, est_cost_nanos)
         oldest = minute - self.reservation_minutes
         if self._memory is not None:
@@ -153,10 +159,11 @@ class Limiter:
         if status == OK:
             return Reservation(vk, minute, period, est_tokens, est_cost_nanos if vk.budget_nanos is not None else 0,
                                count, used, reset_s)
-        raise self._rejection(vk, status, now, period, reset_s, est_tokens, count, used, spent, reserved)
+        raise self._rejection(vk, status, now, period, reset_s, est_tokens, est_cost_nanos, count, used, spent,
+                              reserved)
 
     def _rejection(self, vk: VirtualKey, status: int, now: float, period: int, reset_s: int, est_tokens: int,
-                   count: int, used: int, spent: int, reserved: int) -> ApiError:
+                   est_cost_nanos: int, count: int, used: int, spent: int, reserved: int) -> ApiError:
         name = vk.name
         if status == BUDGET:
             assert vk.budget_nanos is not None
@@ -164,8 +171,9 @@ class Limiter:
             return ApiError(
                 402, f"budget exhausted for key '{name}': {vk.budget_nanos / NANOS_PER_USD:.2f} USD per "
                      f"{format_period(vk.budget_period_s)}, {spent / NANOS_PER_USD:.6f} USD spent and "
-                     f"{reserved / NANOS_PER_USD:.6f} USD reserved by requests in flight; the budget resets in "
-                     f"{period_reset}s", type="insufficient_quota", code="budget_exceeded",
+                     f"{reserved / NANOS_PER_USD:.6f} USD reserved by requests in flight, and this request may "
+                     f"cost up to {est_cost_nanos / NANOS_PER_USD:.6f} USD (a lower max_tokens reserves less); "
+                     f"the budget resets in {period_reset}s", type="insufficient_quota", code="budget_exceeded",
                 headers={"retry-after": str(period_reset)})
         headers = _rate_headers(vk, count, used, reset_s)
         if status == TOO_LARGE:

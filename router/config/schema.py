@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..agents.config import AgentConfig, AgentSettingsConfig
+from .agents import AgentConfig, AgentSettingsConfig
 
 
 class _Strict(BaseModel):
@@ -125,6 +125,9 @@ class PriceConfig(_Strict):
     output_per_mtok: float = Field(ge=0)
     cache_read_per_mtok: float | None = Field(None, ge=0)
     cache_write_per_mtok: float | None = Field(None, ge=0)
+    # The most this model writes in one answer: what a request without max_tokens reserves against
+    # a budget (else `auth.max_output_tokens`).
+    max_output_tokens: int | None = Field(None, ge=1)
 
 
 class RedisConfig(_Strict):
@@ -159,7 +162,9 @@ class VirtualKeyConfig(_Strict):
 
     name: str = Field(min_length=1)
     key: str
-    models: list[str] | None = None  # globs over requested names (aliases, provider/model)
+    # Globs over model names: every name a request writes (model, fallbacks, agent:<id>) and every
+    # deployment (`provider/model`) it can reach must match one; absent = every model.
+    models: list[str] | None = None
     budget_usd: float | None = Field(None, ge=0)
     budget_period: str = "30d"  # Nd | Nh | Nm: the budget resets every period
     rpm: int | None = Field(None, ge=1)
@@ -178,6 +183,9 @@ class AuthConfig(_Strict):
     keys: list[VirtualKeyConfig] = Field(default_factory=list)
     # When Redis cannot be reached: let requests through (limits unchecked) or refuse them (503).
     on_redis_down: Literal["fail_open", "fail_closed"] = "fail_open"
+    # Output a request without max_tokens reserves against a budget, for models whose maximum is not
+    # configured (`pricing.<provider/model>.max_output_tokens`); the real cost is settled afterwards.
+    max_output_tokens: int = Field(4096, ge=1)
 
 
 class AccountingConfig(_Strict):
@@ -212,6 +220,6 @@ class Config(_Strict):
     auth: AuthConfig | None = None  # absent = open (no client keys)
     accounting: AccountingConfig = AccountingConfig()
     pricing: dict[str, PriceConfig] = Field(default_factory=dict)
-    agents: dict[str, AgentConfig] = Field(default_factory=dict)  # id -> agent (router/agents/config.py)
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)  # id -> agent (config/agents.py)
     agent_settings: AgentSettingsConfig = AgentSettingsConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -1,4 +1,12 @@
-"""`POST /v1/chat/completions`: OpenAI Chat Completions (non-stream here; streams in chat_stream.py)."""
+"""The OpenAI Chat Completions face: `POST /v1/chat/completions` (the agents are routed elsewhere).
+
+Non-stream answers are the canonical `chat.completion` plus `extra_fields`. Streams are OpenAI's
+SSE: the first chunk carries `extra_fields` `provider` and `model`; chunks with a finish reason
+(and the usage chunk) are held back until the upstream ends, so the full `extra_fields`, which
+needs the final usage, rides on the last chunk before `data: [DONE]`. The usage chunk is sent only
+when the client asked for it (`stream_options.include_usage`). A failure after the first chunk
+ends the stream with one OpenAI error event.
+"""
 
 from __future__ import annotations
 
@@ -8,93 +16,105 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from providers.tokens import count_messages
+from providers import UpstreamError
 
 from .. import extra_fields
-from ..agents.openai_face import agent_chat, agent_target
-from ..cache import CHAT, CachedResponse
-from ..core import complete_chat
-from ..gateway import GATEWAY, Gateway
-from ..routing.chain import Call, ChainFailed
-from ..routing.fanout import needs_fanout, without_n
-from ..routing.table import Plan
-from ..validation import parse_json_object, validate_chat
-from .chat_stream import stream_chat
-from .common import chain_failed, plan, read_body, upstream_body, wants_raw
-from .scope import Scope
+from ..cache import CHAT
+from ..edge import DONE, SSE_HEADERS, sse_data
+from ..errors import upstream_error_response
+from ..exchange import Outcome
+from ..pipeline import CallFailed, Completion, ModelRequest
+from ..validation import validate_chat
+
+ROUTER_ONLY_FIELDS = ("fallbacks",)
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    started = time.perf_counter()
-    gw = request.app[GATEWAY]
-    scope = await Scope.open(gw, request)
-    body = parse_json_object(await read_body(request, gw.max_body_bytes))
-    if (agent := agent_target(request, body)) is not None:  # `agent:<id>` / x-agent-id: router/agents/
-        return await agent_chat(request, scope, body, agent, started)
-    model, fallbacks = validate_chat(body)
-    scope.authorize(model)
-    targets = plan(gw.table, model, fallbacks)
-    stream = body.get("stream") is True
-    call = Call(model, "chat.completion.chunk" if stream else "chat.completion", started, wants_raw(gw, request))
-    vendor_body = upstream_body(body)
-    fan = needs_fanout(targets, vendor_body)  # n > 1 where some vendor cannot: n parallel calls
-    send_body = without_n(vendor_body) if fan else vendor_body
-    if call.raw_requested:
-        scope.skip_lookup()  # a cached entry has no raw vendor body
-    key = scope.cache_key(CHAT, model, vendor_body, streamed=stream)
-    entry = await scope.lookup(key)
-    await scope.admit(targets, body, lambda: count_messages(body["messages"], model, body.get("tools")),
-                      cached=entry is not None)
-    try:
-        if stream:
-            return await stream_chat(request, scope, call, targets, vendor_body, send_body, fan, key, entry)
-        return await _respond(gw, scope, call, targets, send_body, fan, key, entry)
-    finally:
-        scope.release()
+def upstream_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The request as vendors should see it: router-only members removed."""
+    if any(f in body for f in ROUTER_ONLY_FIELDS):
+        body = {k: v for k, v in body.items() if k not in ROUTER_ONLY_FIELDS}
+    return body
 
 
-async def _respond(gw: Gateway, scope: Scope, call: Call, targets: Plan, send_body: dict[str, Any], fan: int,
-                   key: str | None, entry: CachedResponse | None) -> web.Response:
-    """Non-stream: a cache hit, a coalesced answer, or the chain's."""
-    if entry is None and key is not None and gw.flight is not None and scope.directive.lookup:
-        async with gw.flight.slot(key) as slot:
-            if slot.shared:
-                entry = slot.value
-                scope.cache_status = "hit"
-            else:
-                response, fresh = await _upstream(gw, scope, call, targets, send_body, fan)
-                if fresh is not None:
-                    slot.publish(fresh)
-                    await scope.store(key, fresh)
-                return response
-    if entry is not None:
-        return _serve_cached(gw, scope, call, entry)
-    response, fresh = await _upstream(gw, scope, call, targets, send_body, fan)
-    await scope.store(key, fresh)
-    return response
+class OpenAIFace:
+    """What the OpenAI-shaped faces share: `extra_fields` on answers and errors."""
+
+    stream_headers = SSE_HEADERS
+
+    def __init__(self, with_extra: bool) -> None:
+        self.with_extra = with_extra
+
+    def render(self, mreq: ModelRequest, answer: Completion) -> dict[str, Any]:
+        if not self.with_extra:
+            return answer.body
+        raw = orjson.loads(answer.raw) if answer.raw is not None else None
+        return {**answer.body, "extra_fields": extra_fields.full(answer.outcome, raw)}
+
+    def failure(self, failed: CallFailed, headers: dict[str, str]) -> web.Response:
+        extra = extra_fields.full(failed.outcome) if self.with_extra else None
+        return upstream_error_response(failed.error, extra, headers)
 
 
-async def _upstream(gw: Gateway, scope: Scope, call: Call, targets: Plan, send_body: dict[str, Any],
-                    fan: int) -> tuple[web.Response, CachedResponse | None]:
-    """Walk the chain; return the response and, when it may be cached, its cache entry."""
-    try:
-        result, billed, raw = await complete_chat(gw, scope, call, targets, send_body, fan)
-    except ChainFailed as failed:
-        return chain_failed(gw, call, failed, scope.headers(), scope.cache_status), None
-    target = call.target
-    fresh = None
-    if scope.directive is not None and scope.directive.store:
-        fresh = CachedResponse.from_body(result, provider=target.runtime.name, model=target.label,
-                                         billed_usage=billed)
-    if gw.extra_fields_enabled:
-        result = {**result, "extra_fields": extra_fields.full(
-            call, billed=billed, raw=orjson.loads(raw) if call.wants_raw else None, cache=scope.cache_status)}
-    return web.Response(body=orjson.dumps(result), content_type="application/json", headers=scope.headers()), fresh
+class ChatFace(OpenAIFace):
+    def parse(self, body: dict[str, Any]) -> ModelRequest:
+        model, fallbacks = validate_chat(body)
+        stream = body.get("stream") is True
+        return ModelRequest("chat", model, upstream_body(body), "chat.completion.chunk" if stream else
+                            "chat.completion", fallbacks, stream, CHAT)
+
+    def chunks(self, mreq: ModelRequest, outcome: Outcome) -> ChatChunks:
+        options = mreq.body.get("stream_options")
+        return ChatChunks(outcome, isinstance(options, dict) and options.get("include_usage") is True,
+                          self.with_extra)
 
 
-def _serve_cached(gw: Gateway, scope: Scope, call: Call, entry: CachedResponse) -> web.Response:
-    """A cache hit: no upstream call; billed nothing (recorded as a hit, at zero cost)."""
-    scope.record(call, None, None, ok=True, cache_hit=True, served_by=(entry.provider or "", entry.model or ""))
-    extra = extra_fields.cached(call, entry) if gw.extra_fields_enabled else None
-    return web.Response(body=orjson.dumps(entry.response_body(extra)), content_type="application/json",
-                        headers=scope.headers())
+class ChatChunks:
+    """Canonical chunks to OpenAI SSE events (see the module docstring for what is held back)."""
+
+    __slots__ = ("first", "held", "last", "outcome", "wants_usage", "with_extra")
+
+    def __init__(self, outcome: Outcome, wants_usage: bool, with_extra: bool) -> None:
+        self.outcome = outcome
+        self.wants_usage = wants_usage
+        self.with_extra = with_extra
+        self.first = True
+        self.held: list[dict[str, Any]] = []
+        self.last: dict[str, Any] = {}
+
+    def batch(self, chunks: list[dict[str, Any]]) -> bytes:
+        out: list[bytes] = []
+        for chunk in chunks:
+            self.last = chunk
+            choices = chunk.get("choices")
+            if not choices and chunk.get("usage"):
+                if self.wants_usage:
+                    self.held.append(chunk)
+                continue
+            if self.first:
+                self.first = False
+                if self.with_extra:
+                    chunk = {**chunk, "extra_fields": extra_fields.routing_head(self.outcome)}
+            if choices and any(c.get("finish_reason") for c in choices):
+                self.held.append(chunk)
+                continue
+            out.append(sse_data(chunk))
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        held = self.held
+        if self.with_extra:
+            last = held.pop() if held else _empty_chunk(self.last)
+            held.append({**last, "extra_fields": extra_fields.full(self.outcome)})
+        return b"".join(sse_data(chunk) for chunk in held) + DONE
+
+    def fail(self, error: UpstreamError) -> bytes:
+        payload: dict[str, Any] = {"error": error.to_openai()}
+        if self.with_extra:
+            payload["extra_fields"] = extra_fields.full(self.outcome)
+        return b"".join(sse_data(chunk) for chunk in self.held if chunk.get("choices")) + sse_data(payload)
+
+
+def _empty_chunk(like: dict[str, Any]) -> dict[str, Any]:
+    """A `choices: []` chunk in the stream's identity, to carry metadata the stream had no room for."""
+    return {"id": like.get("id", "chatcmpl-switchboard"), "object": "chat.completion.chunk",
+            "created": like.get("created", int(time.time())), "model": like.get("model", ""), "choices": []}

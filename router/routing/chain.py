@@ -23,6 +23,7 @@ from typing import Any
 from providers import ErrorKind, HttpRequest, StreamTranslator, UpstreamError
 
 from ..upstream import Transport, UpstreamResponse
+from .call import Call, ChainFailed
 from .health import Deployment, HealthRegistry
 from .policy import ErrorPolicy
 from .table import KeySlot, Plan, Target
@@ -33,53 +34,6 @@ log = logging.getLogger("switchboard")
 _RELEVANCE = {ErrorKind.RATE_LIMIT: 6, ErrorKind.OVERLOADED: 5, ErrorKind.SERVER: 5, ErrorKind.AUTH: 4,
               ErrorKind.NOT_FOUND: 4, ErrorKind.TIMEOUT: 3, ErrorKind.INVALID_RESPONSE: 3,
               ErrorKind.STREAM_CUT: 3, ErrorKind.CONNECT: 1}
-
-
-class Attempt:
-    """One try at one deployment, as reported in `extra_fields.attempts`."""
-
-    __slots__ = ("error", "latency_ms", "model", "status")
-
-    def __init__(self, model: str, status: int, latency_ms: float, error: str | None) -> None:
-        self.model = model
-        self.status = status
-        self.latency_ms = latency_ms
-        self.error = error
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "status": self.status, "latency_ms": self.latency_ms, "error": self.error}
-
-
-class Call:
-    """One client request as it moves through the chain: what was asked, tried and served."""
-
-    __slots__ = ("attempts", "raw_requested", "request_type", "requested", "started", "target", "upstream_s")
-
-    def __init__(self, requested: str, request_type: str, started: float, raw_requested: bool = False) -> None:
-        self.requested = requested
-        self.request_type = request_type
-        self.started = started
-        self.raw_requested = raw_requested
-        self.attempts: list[Attempt] = []
-        self.target: Target | None = None
-        self.upstream_s = 0.0  # waiting on upstreams (network, not translation): for the overhead metric
-
-    def record(self, target: Target, t0: float, status: int, error: str | None = None) -> Attempt:
-        attempt = Attempt(target.label, status, round((time.perf_counter() - t0) * 1000.0, 3), error)
-        self.attempts.append(attempt)
-        return attempt
-
-    @property
-    def wants_raw(self) -> bool:
-        return self.raw_requested or (self.target is not None and self.target.runtime.raw_response)
-
-
-class ChainFailed(Exception):
-    """Every attempt failed (or one failed with a caller error); `error` is the one to report."""
-
-    def __init__(self, error: UpstreamError) -> None:
-        super().__init__(error.message)
-        self.error = error
 
 
 def has_content(chunk: dict) -> bool:
@@ -189,7 +143,7 @@ class Chain:
             runtime = target.runtime
             request = build(target, slot.value)
             t0 = time.perf_counter()
-            resp = await transport.open(runtime, request)
+            resp = await transport.open(runtime.name, request, runtime.provider.serve_local)
             ttfb = (time.perf_counter() - t0) * 1000.0
             try:
                 body = await resp.read()
@@ -214,7 +168,7 @@ class Chain:
             runtime = target.runtime
             request = build(target, slot.value)
             t0 = time.perf_counter()
-            resp = await transport.open(runtime, request)
+            resp = await transport.open(runtime.name, request, runtime.provider.serve_local)
             try:
                 if resp.status >= 300:
                     raise runtime.provider.error(resp.status, resp.headers, await resp.read())

@@ -13,7 +13,8 @@ from typing import Any
 
 from providers import UpstreamError
 
-from .chain import BuildRequest, Call, Chain, OpenStream, ParseBody
+from .call import Call
+from .chain import BuildRequest, Chain, OpenStream, ParseBody
 from .table import Plan
 
 
@@ -55,7 +56,7 @@ def _merge_attempts(call: Call, subcalls: list[Call]) -> None:
 
 async def complete_n(chain: Chain, plan: Plan, call: Call, n: int, build: BuildRequest,
                      parse: ParseBody) -> tuple[dict, bytes]:
-    subcalls = [Call(call.requested, call.request_type, call.started, call.raw_requested) for _ in range(n)]
+    subcalls = [call.sub() for _ in range(n)]
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(chain.complete(plan, sub, build, parse)) for sub in subcalls]
@@ -78,7 +79,7 @@ async def complete_n(chain: Chain, plan: Plan, call: Call, n: int, build: BuildR
 
 
 async def open_stream_n(chain: Chain, plan: Plan, call: Call, n: int, build: BuildRequest) -> MergedStream:
-    subcalls = [Call(call.requested, call.request_type, call.started) for _ in range(n)]
+    subcalls = [call.sub() for _ in range(n)]
     tasks: list[asyncio.Task] = []
     try:
         async with asyncio.TaskGroup() as group:

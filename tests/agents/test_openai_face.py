@@ -187,7 +187,8 @@ async def test_limits_timeouts_switches_and_authorisation(fake_openai, make_rout
     resp = await raw.post(f"{off}/v1/chat/completions", json={"model": "agent:helper", "messages": USER})
     assert resp.status == 404 and resp.error["code"] == "endpoint_disabled"
 
-    auth = {"keys": [{"name": "team", "key": "sk-team", "models": ["agent:helper"]}]}
+    auth = {"keys": [{"name": "team", "key": "sk-team", "models": ["agent:helper", "smart", "up*/*"]},
+                     {"name": "agent-only", "key": "sk-agent", "models": ["agent:helper"]}]}
     locked = await make_router(config(fake_openai, agents={"helper": {"model": "smart"}, "other": {"model": "smart"}},
                                       auth=auth))
     team = {"Authorization": "Bearer sk-team"}
@@ -196,6 +197,12 @@ async def test_limits_timeouts_switches_and_authorisation(fake_openai, make_rout
     denied = await raw.post(f"{locked}/v1/chat/completions", headers=team, json={"model": "agent:other",
                                                                                    "messages": USER})
     assert denied.status == 403 and denied.error["code"] == "model_not_allowed"
+    # The agent's own model is a hop too: a key that may run the agent but not use its model is refused.
+    calls = len(fake_openai.calls())
+    denied = await raw.post(f"{locked}/v1/chat/completions", headers={"Authorization": "Bearer sk-agent"},
+                            json={"model": "agent:helper", "messages": USER})
+    assert denied.status == 403 and "'smart'" in denied.error["message"]
+    assert len(fake_openai.calls()) == calls
 
 
 async def test_a_failed_run_is_an_openai_error_with_the_trail(fake_openai, make_router, openai_client, raw) -> None:

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from fakes.openai_upstream import Reply
 
-from router.agents.config import HttpFetchConfig
+from router.config.agents import HttpFetchConfig
 from router.agents.tools import HttpFetcher, Tool, ToolError, calculate, execute
 from router.agents.tools.builtin import current_time
 

@@ -20,6 +20,7 @@ from support.vendor_schemas import ANTHROPIC_EVENT, ANTHROPIC_MESSAGE, anthropic
 
 from providers.anthropic import AnthropicProvider
 from providers.base import HttpRequest, ProviderSettings
+from providers.capabilities import unsupported, unsupported_error, without
 from providers.errors import ErrorKind, UpstreamError
 from providers.sse import SSEDecoder
 
@@ -176,9 +177,16 @@ def test_capabilities_and_identity() -> None:
     caps = AnthropicProvider.capabilities
     assert AnthropicProvider.type == "anthropic"
     assert AnthropicProvider.default_base_url == "https://api.anthropic.com"
-    assert (caps.n, caps.logprobs, caps.reasoning, caps.prompt_caching, caps.embeddings) == \
-        (False, False, True, True, False)
-    raises(ErrorKind.UNSUPPORTED, provider().embeddings_request, {"input": "x"}, MODEL, KEY)
+    assert (caps.n, caps.logprobs, caps.embeddings, caps.tools, caps.vision, caps.json_schema) == \
+        (False, False, False, True, True, True)
+    assert unsupported(caps, {"input": "x"}, "embeddings") == ["model"]
+    err = raises(ErrorKind.UNSUPPORTED, provider().embeddings_request, {"input": "x"}, MODEL, KEY)
+    assert (err.param, err.code, err.client_status) == ("model", "unsupported_endpoint", 400)
+
+
+def test_bad_drop_params_option_is_rejected_at_start_up() -> None:
+    with pytest.raises(ValueError, match=r"providers\.anthropic\.options\.drop_params"):
+        provider(drop_params="yes")
 
 
 def test_bad_options_are_rejected_at_start_up() -> None:
@@ -421,6 +429,9 @@ def test_user_metadata_and_ignored_openai_members() -> None:
                   "metadata": {"team": "a"}, "store": True, "service_tier": "default",
                   "parallel_tool_calls": True, "prompt_cache_key": "k", "n": 1, "logprobs": False,
                   "frequency_penalty": 0, "presence_penalty": 0.0, "logit_bias": {}, "modalities": ["text"]})
+    assert unsupported(AnthropicProvider.capabilities, {"messages": [USER], "n": 1, "logprobs": False,
+                                                        "frequency_penalty": 0, "presence_penalty": 0.0,
+                                                        "logit_bias": {}, "modalities": ["text"]}, "chat") == []
     assert body["metadata"] == {"user_id": "user-123"}
     assert body["service_tier"] == "standard_only"
     assert set(body) == {"model", "messages", "max_tokens", "metadata", "service_tier"}
@@ -428,22 +439,32 @@ def test_user_metadata_and_ignored_openai_members() -> None:
 
 
 @pytest.mark.parametrize(("param", "value"), [
-    ("n", 2), ("logprobs", True), ("top_logprobs", 3), ("seed", 7), ("frequency_penalty", 0.5),
+    ("logprobs", True), ("top_logprobs", 3), ("seed", 7), ("frequency_penalty", 0.5),
     ("presence_penalty", -1), ("logit_bias", {"50256": -100}), ("audio", {"voice": "alloy", "format": "wav"}),
     ("modalities", ["text", "audio"]), ("prediction", {"type": "content", "content": "x"}),
     ("web_search_options", {}), ("verbosity", "low"), ("functions", [{"name": "f"}]),
+    ("function_call", "auto"),
 ])
 def test_unsupported_parameters_are_named(param: str, value: Any) -> None:
-    err = raises(ErrorKind.UNSUPPORTED, build, {"messages": [USER], param: value})
-    assert err.param == param
+    assert unsupported(AnthropicProvider.capabilities, {"messages": [USER], param: value}, "chat") == [param]
+    err = unsupported_error("anthropic", param)
+    assert err.kind is ErrorKind.UNSUPPORTED and err.param == param and err.code == "unsupported_parameter"
     assert err.client_status == 400 and err.is_caller_error
+    assert err.message.startswith(f"anthropic: '{param}' is not supported")
 
 
-def test_drop_params_option_drops_instead() -> None:
-    body = build({"messages": [USER], "seed": 7, "logprobs": True, "presence_penalty": 1},
-                 prov=provider(drop_params=True))
-    assert set(body) == {"model", "messages", "max_tokens"}
-    raises(ErrorKind.UNSUPPORTED, build, {"messages": [USER], "n": 3}, False, provider(drop_params=True))
+def test_n_is_fanned_out_by_the_router_not_refused() -> None:
+    assert AnthropicProvider.capabilities.n is False
+    assert unsupported(AnthropicProvider.capabilities, {"messages": [USER], "n": 3}, "chat") == []
+    assert "n" not in build({"messages": [USER], "n": 3})
+
+
+def test_drop_params_strips_what_anthropic_cannot_honour() -> None:
+    request = {"messages": [USER], "seed": 7, "logprobs": True, "presence_penalty": 1, "temperature": 0.5}
+    missing = unsupported(AnthropicProvider.capabilities, request, "chat")
+    assert missing == ["logprobs", "seed", "presence_penalty"]
+    body = build(without(request, missing), prov=provider(drop_params=True))
+    assert set(body) == {"model", "messages", "max_tokens", "temperature"}
 
 
 def test_stream_flag() -> None:

@@ -27,6 +27,7 @@ from support.vendor_schemas import BEDROCK_RUNTIME, converse_request_problems, s
 from providers.base import ProviderSettings
 from providers.bedrock import BedrockProvider
 from providers.bedrock_request import JSON_TOOL
+from providers.capabilities import unsupported, unsupported_error
 from providers.errors import ErrorKind, UpstreamError
 from providers.eventstream import encode_frame, event_frame, exception_frame
 
@@ -438,22 +439,33 @@ def test_cache_control_becomes_cache_points():
 
 
 @pytest.mark.parametrize(("param", "value"), [
-    ("n", 2), ("logprobs", True), ("top_logprobs", 3), ("logit_bias", {"50256": -100}), ("presence_penalty", 0.5),
+    ("logprobs", True), ("top_logprobs", 3), ("logit_bias", {"50256": -100}), ("presence_penalty", 0.5),
     ("frequency_penalty", 1.0), ("seed", 7), ("audio", {"voice": "alloy"}), ("modalities", ["text", "audio"]),
-    ("prediction", {"type": "content", "content": "x"}), ("functions", [{"name": "f"}]),
+    ("prediction", {"type": "content", "content": "x"}), ("web_search_options", {}), ("functions", [{"name": "f"}]),
+    ("function_call", "auto"),
 ])
 def test_unsupported_parameters_name_the_field(param, value):
-    with pytest.raises(UpstreamError) as info:
-        make().chat_request({"messages": [{"role": "user", "content": "hi"}], param: value}, CLAUDE, "k", False)
-    assert info.value.kind is ErrorKind.UNSUPPORTED
-    assert info.value.param == param
-    assert info.value.is_caller_error
+    body = {"messages": [{"role": "user", "content": "hi"}], param: value}
+    assert unsupported(BedrockProvider.capabilities, body, "chat") == [param]
+    err = unsupported_error("bedrock", param)
+    assert (err.kind, err.param, err.code, err.client_status) == (
+        ErrorKind.UNSUPPORTED, param, "unsupported_parameter", 400)
+    assert err.is_caller_error
+
+
+def test_n_and_verbosity_are_not_refused():
+    # n > 1: the router makes one call per choice; verbosity has always been accepted (and ignored).
+    body = {"messages": [{"role": "user", "content": "hi"}], "n": 2, "verbosity": "low"}
+    assert BedrockProvider.capabilities.n is False
+    assert unsupported(BedrockProvider.capabilities, body, "chat") == []
+    assert chat(make(), body) == chat(make(), {"messages": body["messages"]})
 
 
 def test_harmless_defaults_are_accepted():
-    chat(make(), {"messages": [{"role": "user", "content": "hi"}], "n": 1, "logprobs": False, "presence_penalty": 0,
-                  "frequency_penalty": 0, "logit_bias": {}, "modalities": ["text"],
-                  "response_format": {"type": "text"}})
+    body = {"messages": [{"role": "user", "content": "hi"}], "n": 1, "logprobs": False, "presence_penalty": 0,
+            "frequency_penalty": 0, "logit_bias": {}, "modalities": ["text"], "response_format": {"type": "text"}}
+    assert unsupported(BedrockProvider.capabilities, body, "chat") == []
+    chat(make(), body)
 
 
 @pytest.mark.parametrize(("body", "param"), [

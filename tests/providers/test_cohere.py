@@ -27,6 +27,7 @@ from support.vendor_schemas import (
 )
 
 from providers.base import ProviderSettings
+from providers.capabilities import unsupported, unsupported_error
 from providers.cohere import CohereProvider
 from providers.errors import ErrorKind, UpstreamError
 
@@ -257,14 +258,24 @@ def test_reasoning_effort(effort, thinking):
 
 
 @pytest.mark.parametrize(("param", "value"), [
-    ("n", 3), ("logprobs", True), ("top_logprobs", 2), ("logit_bias", {"1": 2}), ("audio", {}),
-    ("modalities", ["audio"]), ("function_call", "auto"),
+    ("logprobs", True), ("top_logprobs", 2), ("logit_bias", {"1": 2}), ("audio", {}),
+    ("modalities", ["audio"]), ("prediction", {"type": "content", "content": "x"}), ("web_search_options", {}),
+    ("functions", [{"name": "f"}]), ("function_call", "auto"),
 ])
 def test_unsupported_parameters(param, value):
-    with pytest.raises(UpstreamError) as info:
-        make().chat_request({"messages": [{"role": "user", "content": "x"}], param: value}, MODEL, "k", False)
-    assert info.value.kind is ErrorKind.UNSUPPORTED
-    assert info.value.param == param
+    body = {"messages": [{"role": "user", "content": "x"}], param: value}
+    assert unsupported(CohereProvider.capabilities, body, "chat") == [param]
+    err = unsupported_error("cohere", param)
+    assert (err.kind, err.param, err.code, err.client_status) == (
+        ErrorKind.UNSUPPORTED, param, "unsupported_parameter", 400)
+
+
+def test_parameters_cohere_honours_or_ignores_are_not_refused():
+    body = {"messages": [{"role": "user", "content": "x"}], "n": 3, "seed": 7, "frequency_penalty": 0.1,
+            "presence_penalty": 0.2, "verbosity": "low", "logprobs": False, "top_logprobs": 0, "logit_bias": {}}
+    assert CohereProvider.capabilities.n is False  # n > 1 is fanned out by the router
+    assert unsupported(CohereProvider.capabilities, body, "chat") == []
+    assert "n" not in chat(body)
 
 
 @pytest.mark.parametrize(("body", "kind", "param"), [

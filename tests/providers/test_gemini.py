@@ -19,6 +19,7 @@ from openai.types.chat import ChatCompletion
 from support.vendor_schemas import genai_roundtrip_problem, generate_content_problems
 
 from providers.base import ProviderSettings
+from providers.capabilities import unsupported, unsupported_error
 from providers.errors import ErrorKind, UpstreamError
 from providers.gemini import GeminiProvider
 from providers.gemini_request import decode_tool_call_id, encode_tool_call_id
@@ -182,12 +183,25 @@ def test_generation_config():
     assert "generationConfig" not in request([{"role": "user", "content": "Hi"}], n=1)
 
 
-def test_logprobs_are_unsupported():
-    with pytest.raises(UpstreamError) as err:
-        request([{"role": "user", "content": "Hi"}], logprobs=True, top_logprobs=3)
-    assert err.value.kind is ErrorKind.UNSUPPORTED and err.value.param == "logprobs"
-    assert err.value.is_caller_error
-    assert GeminiProvider.capabilities.logprobs is False and GeminiProvider.capabilities.n is True
+def test_logprobs_and_legacy_functions_are_unsupported():
+    caps = GeminiProvider.capabilities
+    hi = [{"role": "user", "content": "Hi"}]
+    assert unsupported(caps, {"messages": hi, "logprobs": True, "top_logprobs": 3}, "chat") == \
+        ["logprobs", "top_logprobs"]
+    assert unsupported(caps, {"messages": hi, "functions": [{"name": "f"}], "function_call": "auto"}, "chat") == \
+        ["functions", "function_call"]
+    err = unsupported_error("gem", "logprobs")
+    assert err.kind is ErrorKind.UNSUPPORTED and err.param == "logprobs" and err.is_caller_error
+    assert caps.logprobs is False and caps.n is True
+
+
+def test_parameters_gemini_maps_or_accepts_are_not_refused():
+    body = {"messages": [{"role": "user", "content": "Hi"}], "n": 2, "seed": 7, "presence_penalty": 0.5,
+            "frequency_penalty": 0.5, "logit_bias": {"1": 2}, "verbosity": "low", "modalities": ["text", "audio"],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+            "tools": [WEATHER_TOOL], "tool_choice": "required",
+            "logprobs": False, "functions": [], "function_call": None}
+    assert unsupported(GeminiProvider.capabilities, body, "chat") == []
 
 
 def test_response_format_json_object_and_json_schema():
@@ -433,9 +447,6 @@ def test_tool_message_errors():
         request([{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [
             {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}])
     assert err.value.param == "messages[1].tool_calls[0].function.arguments"
-    with pytest.raises(UpstreamError) as err:
-        request([{"role": "user", "content": "x"}], functions=[{"name": "f"}])
-    assert err.value.kind is ErrorKind.UNSUPPORTED
 
 
 # -- responses -------------------------------------------------------------------------------------

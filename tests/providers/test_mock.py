@@ -14,6 +14,7 @@ from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from providers import PROVIDER_TYPES, ErrorKind, HttpRequest, ProviderSettings, create_provider
+from providers.capabilities import unsupported
 from providers.mock import MockProvider
 from providers.tokens import count_messages, count_text
 
@@ -91,6 +92,24 @@ def test_registered_and_declared():
     assert (request.method, request.url) == ("POST", "local://mock/chat/completions")
     assert orjson.loads(request.body)["model"] == "echo"
     assert provider.embeddings_request({"input": "x"}, "e", None).url == "local://mock/embeddings"
+
+
+def test_logprobs_are_declared_lacking_because_they_are_never_produced():
+    provider = make()
+    body = {"messages": user("hi"), "logprobs": True, "top_logprobs": 2}
+    assert chat(provider, body).choices[0].logprobs is None
+    chunks, _ = stream(provider, body)
+    assert all(c.logprobs is None for chunk in chunks for c in chunk.choices)
+    assert unsupported(provider.capabilities, body, "chat") == ["logprobs", "top_logprobs"]
+    # everything else an OpenAI request may ask for is declared (and accepted)
+    assert unsupported(provider.capabilities, {"messages": user("hi"), "seed": 1, "n": 2, "logit_bias": {"1": 1},
+                                               "frequency_penalty": 1, "verbosity": "low"}, "chat") == []
+
+
+def test_drop_params_is_not_a_mock_option_error():
+    assert make(drop_params=True, latency_ms=5).drop_params is True
+    with pytest.raises(ValueError, match="unknown mock option"):
+        make(drop_parms=True)
 
 
 def test_echo_and_usage():

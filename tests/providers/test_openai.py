@@ -7,6 +7,7 @@ import pytest
 from multidict import CIMultiDict
 
 from providers import ErrorKind, ProviderSettings, UpstreamError, create_provider
+from providers.capabilities import unsupported
 from providers.openai import AzureOpenAIProvider, OpenAIProvider, OpenAIStream
 from providers.sse import SSEDecoder
 
@@ -85,8 +86,12 @@ def test_request_body_passes_every_parameter_through() -> None:
 
 
 def test_embeddings_refused_for_presets_without_them() -> None:
+    groq = provider("groq")
+    assert groq.capabilities.embeddings is False and OpenAIProvider.capabilities.embeddings is True
+    assert unsupported(groq.capabilities, {"model": "e", "input": "x"}, "embeddings") == ["model"]
+    assert unsupported(provider("openai").capabilities, {"model": "e", "input": "x"}, "embeddings") == []
     with pytest.raises(UpstreamError) as info:
-        provider("groq").embeddings_request({"model": "e", "input": "x"}, "e", KEY)
+        groq.embeddings_request({"model": "e", "input": "x"}, "e", KEY)
     assert info.value.kind is ErrorKind.UNSUPPORTED
     assert info.value.client_status == 400
 

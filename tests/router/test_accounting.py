@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from router.accounting import Accountant, UsageRecord, store
+from router.accounting import Accountant, Billed, UsageRecord, store
 from router.accounting.record import utc_day
 from router.app import build_app
 from router.config import parse_config
@@ -129,8 +129,8 @@ async def conn(redis_url):
 
 # -- records ------------------------------------------------------------------------------------------
 def test_record_from_billed_and_day():
-    billed = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17, "cached_tokens": 4,
-              "cost_usd": 1.25e-05, "estimated": True}
+    billed = Billed.from_dict({"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17, "cached_tokens": 4,
+                               "cost_usd": 1.25e-05, "estimated": True})
     rec = UsageRecord.from_billed(None, "openai", "openai/gpt-4o-mini", billed)
     assert (rec.key, rec.prompt_tokens, rec.completion_tokens, rec.cached_tokens, rec.cost_usd, rec.estimated) == \
         ("anonymous", 12, 5, 4, 1.25e-05, True)
@@ -138,6 +138,8 @@ def test_record_from_billed_and_day():
     assert utc_day(0) == "1970-01-01" and utc_day(86399.9) == "1970-01-01" and utc_day(86400) == "1970-01-02"
     failed = UsageRecord.from_billed("team-a", "openai", "openai/gpt-4o", None, ok=False)
     assert (failed.ok, failed.prompt_tokens, failed.cost_usd) == (False, 0, None)
+    hit = UsageRecord.from_billed("team-a", "openai", "openai/gpt-4o", billed, cache_hit=True)
+    assert (hit.cache_hit, hit.prompt_tokens, hit.cost_usd) == (True, 0, 0.0)  # a hit is never billed
 
 
 # -- memory backend -------------------------------------------------------------------------------------

@@ -21,11 +21,14 @@ from router.auth import KeyStore
 MODEL = "up/gpt-4o-mini"
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 ADMIN = {"Authorization": "Bearer admin-token"}
-PRICE = {"input_per_mtok": 1000, "output_per_mtok": 2000, "cache_read_per_mtok": 500}
+MAX_OUTPUT = 5  # the model's longest answer, as configured: what a request without max_tokens reserves
+PRICE = {"input_per_mtok": 1000, "output_per_mtok": 2000, "cache_read_per_mtok": 500,
+         "max_output_tokens": MAX_OUTPUT}
 # The fake's usage: 12 prompt tokens (4 of them cached) and 5 completion tokens.
 COST = 8 * 0.001 + 4 * 0.0005 + 5 * 0.002  # = 0.020 USD per request
-# What the router reserves before the call: the prompt counted with tiktoken, plus max_tokens of output.
+# What the router reserves before the call: the prompt counted with tiktoken, plus the most output.
 PROMPT_ESTIMATE = count_messages(MESSAGES, MODEL)
+RESERVED = PROMPT_ESTIMATE * 0.001 + MAX_OUTPUT * 0.002
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -158,7 +161,7 @@ async def test_rpm_limit_is_429_with_retry_after_and_rate_headers(config, make_r
 # -- budgets ---------------------------------------------------------------------------------------
 async def test_budget_runs_out_with_402_after_the_requests_it_pays_for(config, make_router, fake_openai, raw,
                                                                        chat) -> None:
-    estimate = PROMPT_ESTIMATE * 0.001  # no max_tokens: only the prompt is reserved
+    estimate = RESERVED  # no max_tokens: the prompt and the model's longest answer are reserved
     budget = 2 * COST + estimate + COST / 2  # the 3rd request is admitted (2 x COST spent), not the 4th
     url = await make_router(config([{"name": "small", "key": "sk-small", "budget_usd": budget}]))
     statuses = []
@@ -196,7 +199,7 @@ async def test_budget_is_reconciled_with_the_real_cost_not_the_estimate(config, 
 
 async def test_a_cache_hit_is_served_on_an_exhausted_budget(config, make_router, fake_openai, chat, raw) -> None:
     """A hit costs nothing, so a spent budget must not refuse it (it still counts as a request)."""
-    estimate = PROMPT_ESTIMATE * 0.001
+    estimate = RESERVED
     url = await make_router(config([{"name": "small", "key": "sk-small", "budget_usd": COST + estimate / 2}],
                                    cache={"ttl_s": 60}))
     first = await chat(url, bearer("sk-small"))
@@ -211,11 +214,15 @@ async def test_a_cache_hit_is_served_on_an_exhausted_budget(config, make_router,
 
 
 async def test_models_list_needs_a_key_and_shows_only_what_it_may_use(config, make_router, raw) -> None:
-    url = await make_router(config([{"name": "narrow", "key": "sk-narrow", "models": ["fast"]}],
-                                   models={"fast": MODEL, "other": MODEL}))
+    url = await make_router(config([{"name": "narrow", "key": "sk-narrow", "models": ["fast", "secret", "up/gpt-*"]},
+                                    {"name": "alias-only", "key": "sk-alias", "models": ["fast"]}],
+                                   models={"fast": MODEL, "other": MODEL, "secret": "up/o3"}))
     assert (await raw.request("GET", url + "/v1/models")).status == 401
     resp = await raw.request("GET", url + "/v1/models", headers=bearer("sk-narrow"))
+    # `other` may not be named, `secret` reaches nothing the key may use
     assert resp.status == 200 and [m["id"] for m in resp.json()["data"]] == ["fast"]
+    resp = await raw.request("GET", url + "/v1/models", headers=bearer("sk-alias"))
+    assert resp.status == 200 and resp.json()["data"] == []  # naming an alias is not reaching its targets
 
 
 @pytest.mark.parametrize("stream", [False, True])

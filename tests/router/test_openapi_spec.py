@@ -357,7 +357,7 @@ def _headers_conform(path: str, method: str, status: str, headers) -> None:
 
 AUTH_CONFIG = {**CONFIG, "cache": {"backend": "memory"}, "auth": {
     "admin_token": "adm-1", "keys": [{"name": "limited", "key": "sk-limited", "rpm": 1, "tpm": 100000,
-                                      "models": ["fast"]},
+                                      "models": ["fast", "demo/echo"]},
                                      {"name": "broke", "key": "sk-broke", "budget_usd": 0}]},
     "pricing": {"demo/echo": {"input_per_mtok": 1000, "output_per_mtok": 1000}}}
 
@@ -373,7 +373,7 @@ async def test_auth_admin_and_usage_responses_match_their_documented_schemas(aio
     _headers_conform(chat, "post", "401", resp.headers)
 
     limited = {"Authorization": "Bearer sk-limited"}
-    resp = await client.post(chat, json={"model": "demo/echo", "messages": MSG}, headers=limited)
+    resp = await client.post(chat, json={"model": "demo/lorem", "messages": MSG}, headers=limited)
     assert resp.status == 403
     _conforms(_response_schema(chat, "post", "403"), await resp.json())
 

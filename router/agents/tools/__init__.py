@@ -6,7 +6,7 @@ tool set (`name -> Tool`) from its `tools` list.
 
 from __future__ import annotations
 
-from ..config import AgentHttpToolConfig, AgentSettingsConfig
+from ...config.agents import AgentHttpToolConfig, AgentSettingsConfig
 from .base import Tool, ToolError, ToolOutcome, execute, parse_arguments, schema_problem
 from .builtin import calculate, calculator, current_time
 from .http_fetch import AddressGuard, FetchRefused, GuardedResolver, HttpFetcher, Resolve

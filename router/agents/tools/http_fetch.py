@@ -26,7 +26,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from ..config import HttpFetchConfig
+from ...config.agents import HttpFetchConfig
 from .base import Tool, ToolError
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})

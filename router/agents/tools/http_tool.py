@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..config import AgentHttpToolConfig
+from ...config.agents import AgentHttpToolConfig
 from .base import Tool, ToolError
 
 MAX_RESPONSE_BYTES = 1024 * 1024
