@@ -18,9 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from fakes.openai_upstream import Reply
 
-from router.config.agents import HttpFetchConfig
 from router.agents.tools import HttpFetcher, Tool, ToolError, calculate, execute
 from router.agents.tools.builtin import current_time
+from router.config.agents import HttpFetchConfig
 
 PATH = "/agent/v1/chat/completions"
 
