@@ -29,9 +29,9 @@ from .handlers.face import Face, serve
 from .handlers.health import healthz, readyz
 from .handlers.metrics import metrics
 from .handlers.models import list_models
-from .handlers.openapi import openapi
 from .handlers.usage import usage
 from .observe import OBSERVER, Observer, echo_request_id
+from .openapi_spec import openapi
 from .pipeline import PIPELINE, Pipeline, ProxyRequest
 
 log = logging.getLogger("switchboard")

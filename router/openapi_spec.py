@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from aiohttp import web
+
 from .accounting.store import GROUP_BY
 from .agents.openapi import AGENT_SCHEMAS, add_agent_docs
 from .cache.control import MAX_TTL_S, TTL_HEADER
@@ -373,3 +376,10 @@ SPEC: dict[str, Any] = {
         },
     },
 }
+
+_BODY = orjson.dumps(SPEC)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """`GET /openapi.json`: this document."""
+    return web.Response(body=_BODY, content_type="application/json")
