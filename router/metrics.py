@@ -1,7 +1,7 @@
 """Prometheus metrics (prefix `switchboard_`): definitions, bounded labels and the per-request update.
 
 The request path calls `Metrics.observe` once per request (from the observing middleware, with the
-outcome `Scope.record` reported) and `Metrics.in_flight(route)` around it. Each call is a few dict
+outcomes the pipeline reported) and `Metrics.in_flight(route)` around it. Each call is a few dict
 lookups for pre-bound label children plus `inc`/`observe`; nothing is formatted, nothing awaited.
 Gauges that mirror state (breakers, budgets, Redis, the accounting buffer) are set by
 `router.metrics_gauges` in a background task, never on the request path.

@@ -62,14 +62,5 @@ class Billed:
 ZERO = Billed()  # a cache hit: nothing billed by any vendor
 
 
-def total(bills: list[Billed | None]) -> Billed | None:
-    """The sum of the bills that exist; None when there is none."""
-    out: Billed | None = None
-    for bill in bills:
-        if bill is not None:
-            out = bill if out is None else out + bill
-    return out
-
-
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0

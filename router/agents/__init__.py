@@ -1,7 +1,8 @@
 """Agents: an orchestration layer over the routing core (see DESIGN.md "Agents").
 
-Every model call of an agent run goes through `router.core` (`complete_chat`, `open_chat_stream`),
-so agents inherit fallbacks, retries, accounting and budgets; nothing here calls a vendor directly.
+Every model call of an agent run goes through the request pipeline (`router.pipeline`), so agents
+inherit the key's allow-list on every hop, budgets, fallbacks, retries, caching and accounting;
+nothing here calls a vendor directly.
 
 - `registry`    - agents from config, inline agents of a request, the default `main`
 - `tools/`      - built-in tools (`http_fetch`, `calculator`, `current_time`) and HTTP tools from config

@@ -1,12 +1,12 @@
 """Virtual keys, model allow-lists, budgets and RPM/TPM limits (atomic across instances with Redis).
 
-Per request, in the handler (see each module for details):
+Used by the request pipeline (router/pipeline/), per request and per model call:
 
-    vk = await gw.authenticator.authenticate(request)        # None when auth is off; 401 / 503
-    gw.authenticator.check_model(vk, body["model"])          # 403 model_not_allowed
-    res = await gw.limiter.admit(vk, est_tokens, est_cost)   # 429 / 402 / 503 (fail_closed)
-    try: ... upstream call ...
-    finally: await gw.limiter.settle(res, real_tokens, real_cost_nanos)
+    vk = await authenticator.authenticate(request)          # None when auth is off; 401 / 503
+    vk.allows(name)                                         # every name and deployment (pipeline/policy.py)
+    res = await limiter.admit(vk, est_tokens, est_cost)     # 429 / 402 / 503 (fail_closed)
+    ... the model call ...
+    await limiter.settle(res, real_tokens, real_cost_nanos)
 """
 
 from .authenticate import Authenticator, bearer, require_admin

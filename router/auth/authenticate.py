@@ -71,13 +71,5 @@ class Authenticator:
             raise _unauthorized("invalid API key")
         return vk
 
-    @staticmethod
-    def check_model(vk: VirtualKey | None, requested_model: str) -> None:
-        """403 unless the key may use `requested_model` (the name as the client sent it: an alias or
-        `provider/model`; globs match with fnmatch, case-sensitive)."""
-        if vk is not None and not vk.allows(requested_model):
-            raise ApiError(403, f"key '{vk.name}' is not allowed to use model '{requested_model}'",
-                           param="model", code="model_not_allowed", type="permission_error")
-
     def require_admin(self, request: web.Request) -> None:
         require_admin(request, self._admin_token)

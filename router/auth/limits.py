@@ -23,8 +23,10 @@ Decisions:
   when the budget is spent: it cannot spend anything.
 - Budget reservations expire after `reservation_ttl_s` (keep it above the longest request), so a
   worker that dies between admit and settle does not hold budget until the period ends.
-- The actual cost may exceed the estimate, so a budget may be overrun by the underestimates of the
-  requests in flight when it runs out; from then on every priced request gets 402.
+- The estimate covers the most a call may cost (the pipeline reserves the prompt plus the most
+  output the call allows), so concurrent calls cannot overrun a budget; only a vendor counting more
+  prompt tokens than tiktoken did, or an answer longer than the configured maximum when the request
+  sets no `max_tokens`, can make the actual cost exceed its reservation.
 - Redis unreachable (`conn.up` False, or a command fails): `fail_open` admits without checking and
   counts `stats["degraded_admits"]`; `fail_closed` answers 503 `limits_unavailable`. Never a silent
   fall back to per-process limits. A script Redis refuses (NOPERM, scripting disabled) is treated

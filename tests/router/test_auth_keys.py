@@ -18,6 +18,7 @@ from router.auth import (
 )
 from router.config.schema import AuthConfig
 from router.errors import ApiError
+from router.pipeline.policy import check_names
 
 CONFIG_SECRET = "sk-team-a-config-secret-0123456789"
 AUTH = AuthConfig(admin_token="admin-token-xyz", keys=[
@@ -203,7 +204,7 @@ def request(headers: dict[str, str] | None = None):
 async def test_auth_off_means_open() -> None:
     auth = Authenticator(KeyStore(None, None), None)
     assert await auth.authenticate(request()) is None
-    auth.check_model(None, "anything")
+    check_names(None, [("anything", "model")])
     with pytest.raises(ApiError) as info:
         auth.require_admin(request({"Authorization": "Bearer x"}))
     assert (info.value.status, info.value.code) == (403, "admin_disabled")
@@ -245,15 +246,17 @@ async def test_key_store_down_is_503_not_401(redis_server, redis_url, make_conn)
 def test_model_globs() -> None:
     vk = KeyStore(None, AUTH)._config_by_name["team-a"]
     for allowed in ("openai/gpt-4o-mini", "openai/o3", "fast"):
-        Authenticator.check_model(vk, allowed)
+        check_names(vk, [(allowed, "model")])
     for denied in ("anthropic/claude-haiku-4-5", "faster", "openai", "Fast", "agent:main"):
         with pytest.raises(ApiError) as info:
-            Authenticator.check_model(vk, denied)
+            check_names(vk, [("fast", "model"), (denied, "fallbacks")])
         err = info.value
-        assert (err.status, err.code, err.param, err.type) == (403, "model_not_allowed", "model", "permission_error")
+        assert (err.status, err.code, err.param, err.type) == (403, "model_not_allowed", "fallbacks",
+                                                               "permission_error")
+        assert f"'{denied}'" in err.message
     nothing = KeyStore(None, AuthConfig(keys=[{"name": "n", "key": "k", "models": []}]))._config_by_name["n"]
     with pytest.raises(ApiError):
-        Authenticator.check_model(nothing, "demo/echo")
+        check_names(nothing, [("demo/echo", "model")])
 
 
 def test_require_admin() -> None:
