@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from .anthropic_request import JSON_TOOL_PREFIX, build_body
+from .anthropic_request import JSON_TOOL_PREFIX, build_body, output_limit
 from .anthropic_stream import AnthropicStream, classify_error, finish_reason, openai_usage
 from .base import (
     Capabilities,
@@ -80,6 +80,11 @@ class AnthropicProvider(Provider):
         if api_key:
             headers["x-api-key"] = api_key
         return HttpRequest("POST", self._url, headers, orjson.dumps(payload))
+
+    def output_limit(self, body: dict, model: str) -> int | None:
+        """Anthropic is always sent a `max_tokens` (the default one when the request has none),
+        and a thinking budget is added to it."""
+        return output_limit(body, self.settings.options)
 
     # -- responses --------------------------------------------------------------------------
     def chat_response(self, body: bytes, model: str) -> dict:

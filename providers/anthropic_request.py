@@ -88,15 +88,7 @@ def build_body(body: Mapping[str, Any], model: str, stream: bool, options: Mappi
         else:
             out["system"] = "\n\n".join(block["text"] for block in system)
 
-    budget = thinking.get("budget_tokens") if thinking else None
-    if isinstance(budget, int) and not isinstance(budget, bool):
-        # Anthropic requires max_tokens > budget_tokens. The client's limit (or the default) is then
-        # what remains for the visible answer, the convention of the AI SDK.
-        if max_tokens is None:
-            max_tokens = budget + _default_max_tokens(options)
-        elif max_tokens <= budget:
-            max_tokens = budget + max_tokens
-    out["max_tokens"] = max_tokens if max_tokens is not None else _default_max_tokens(options)
+    out["max_tokens"] = _sent_max_tokens(max_tokens, thinking, options)
 
     user = body.get("safety_identifier") or body.get("user")
     if isinstance(user, str) and user:
@@ -109,6 +101,27 @@ def build_body(body: Mapping[str, Any], model: str, stream: bool, options: Mappi
     if stream:
         out["stream"] = True
     return out
+
+
+def output_limit(body: Mapping[str, Any], options: Mapping[str, Any]) -> int | None:
+    """The `max_tokens` Anthropic would be sent for this request (thinking included): the most it
+    may bill as output. None when the request cannot be translated (the call reports why)."""
+    try:
+        return _sent_max_tokens(_max_tokens(body, options), _thinking(body, options, {}), options)
+    except UpstreamError:
+        return None
+
+
+def _sent_max_tokens(max_tokens: int | None, thinking: dict | None, options: Mapping[str, Any]) -> int:
+    budget = thinking.get("budget_tokens") if thinking else None
+    if isinstance(budget, int) and not isinstance(budget, bool):
+        # Anthropic requires max_tokens > budget_tokens. The client's limit (or the default) is then
+        # what remains for the visible answer, the convention of the AI SDK.
+        if max_tokens is None:
+            return budget + _default_max_tokens(options)
+        if max_tokens <= budget:
+            return budget + max_tokens
+    return max_tokens if max_tokens is not None else _default_max_tokens(options)
 
 
 # -- scalar parameters ------------------------------------------------------------------------

@@ -137,6 +137,12 @@ class Provider:
     def chat_stream(self, model: str) -> StreamTranslator:
         raise NotImplementedError
 
+    def output_limit(self, body: dict, model: str) -> int | None:
+        """The most output tokens (reasoning included) this request lets the vendor bill, as the
+        request would be sent; None when the request sets no bound. Never raises."""
+        value = body.get("max_completion_tokens") or body.get("max_tokens")
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
     # -- embeddings -------------------------------------------------------------------------
     def embeddings_request(self, body: dict, model: str, api_key: str | None) -> HttpRequest:
         """Only reached for a provider without `capabilities.embeddings` when the router did not refuse first."""

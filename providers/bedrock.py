@@ -38,7 +38,7 @@ from .base import (
     invalid_response,
     load_json,
 )
-from .bedrock_request import JSON_TOOL, build_converse, build_embeddings, embedding_family
+from .bedrock_request import JSON_TOOL, build_converse, build_embeddings, embedding_family, output_limit
 from .cohere_embed import billed_input_tokens, float_embeddings
 from .errors import ErrorKind, UpstreamError, kind_for_status, parse_retry_after
 from .eventstream import EventStreamDecoder, EventStreamMessage
@@ -153,6 +153,9 @@ class BedrockProvider(Provider):
             return self._request(model, "converse-stream", orjson.dumps(converse), api_key,
                                  "application/vnd.amazon.eventstream")
         return self._request(model, "converse", orjson.dumps(converse), api_key, "application/json")
+
+    def output_limit(self, body: dict, model: str) -> int | None:
+        return output_limit(body, self.model_id(model))
 
     def embeddings_request(self, body: dict, model: str, api_key: str | None) -> HttpRequest:
         payload = build_embeddings(body, self.model_id(model))

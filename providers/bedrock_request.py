@@ -41,6 +41,7 @@ _DOCUMENT_FORMATS = {"application/pdf": "pdf", "text/csv": "csv", "application/m
 # reasoning_effort -> Claude `thinking.budget_tokens` (Anthropic's minimum budget is 1024).
 _THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
 _NO_REASONING = ("none", "minimal")
+_ANSWER_ROOM = 4096  # maxTokens beyond the thinking budget when the request sets none
 
 unsupported = partial(unsupported_error, "bedrock")
 bad_request = partial(bad_request_error, "bedrock")
@@ -321,6 +322,18 @@ def _tool_config(body: dict, turns: list[dict], *, forced_allowed: bool) -> dict
 
 
 # -- reasoning --------------------------------------------------------------------------------
+def output_limit(body: dict, model_id: str) -> int | None:
+    """The most output Converse may bill for this request: the request's own limit, or, for Claude
+    with `reasoning_effort` and no limit, the thinking budget plus the room added for the answer."""
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        return limit
+    effort = body.get("reasoning_effort")
+    if "anthropic.claude" in model_id and effort in _THINKING_BUDGETS and not isinstance(body.get("thinking"), dict):
+        return _THINKING_BUDGETS[effort] + _ANSWER_ROOM
+    return None
+
+
 def _reasoning(body: dict, model_id: str, claude: bool, inference: dict, extra: dict) -> bool:
     """Map `reasoning_effort` (or an Anthropic-style `thinking`) to the model family's field.
 
@@ -340,7 +353,7 @@ def _reasoning(body: dict, model_id: str, claude: bool, inference: dict, extra: 
         budget = _THINKING_BUDGETS[effort]
         max_tokens = inference.get("maxTokens")
         if max_tokens is None:
-            inference["maxTokens"] = budget + 4096
+            inference["maxTokens"] = budget + _ANSWER_ROOM
         elif max_tokens <= budget:
             budget = max_tokens - 1
             if budget < 1024:

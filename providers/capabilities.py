@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
+from functools import cache
 from typing import Any, Literal
 
 from .errors import ErrorKind, UpstreamError
@@ -131,8 +132,13 @@ def unsupported(capabilities: Capabilities, body: Mapping[str, Any], endpoint: E
         return [] if capabilities.embeddings else ["model"]
     if endpoint != "chat":
         raise ValueError(f"unknown endpoint {endpoint!r}")
-    return [p.member for p in PARAMETERS
-            if not getattr(capabilities, p.flag) and p.member in body and p.asks(body[p.member])]
+    return [p.member for p in _lacking(capabilities) if p.member in body and p.asks(body[p.member])]
+
+
+@cache
+def _lacking(capabilities: Capabilities) -> tuple[Parameter, ...]:
+    """The rows a provider cannot honour (checked per request: most providers lack none)."""
+    return tuple(p for p in PARAMETERS if not getattr(capabilities, p.flag))
 
 
 def message(provider_name: str, param: str, endpoint: Endpoint = "chat") -> str:

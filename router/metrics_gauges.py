@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .metrics import OTHER, Metrics
+from .tasks import stop
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -36,11 +37,8 @@ class GaugeRefresher:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

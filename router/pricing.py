@@ -45,7 +45,7 @@ _ZERO = Price(0.0, 0.0, 0.0, 0.0)
 
 class Pricer:
     def __init__(self, overrides: Mapping[str, PriceConfig]) -> None:
-        self._overrides = {ref: _from_config(p) for ref, p in overrides.items()}
+        self._overrides = {ref: _from_config(p) for ref, p in overrides.items() if p.input_per_mtok is not None}
         self._max_output = {ref: p.max_output_tokens for ref, p in overrides.items() if p.max_output_tokens}
         self._cache: LRUCache = LRUCache(4096)
 
@@ -93,6 +93,7 @@ class Pricer:
 
 
 def _from_config(p: PriceConfig) -> Price:
+    assert p.input_per_mtok is not None and p.output_per_mtok is not None
     inp = p.input_per_mtok / 1e6
     read = p.cache_read_per_mtok / 1e6 if p.cache_read_per_mtok is not None else inp
     write = p.cache_write_per_mtok / 1e6 if p.cache_write_per_mtok is not None else inp

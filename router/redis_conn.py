@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .config.schema import RedisConfig
+from .tasks import stop
 
 log = logging.getLogger("switchboard")
 
@@ -69,11 +70,8 @@ class RedisConn:
             self._set(False)
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._probe
-            self._probe = None
+        await stop(self._probe)
+        self._probe = None
         if self.client is not None:
             with contextlib.suppress(Exception):
                 await self.client.aclose()

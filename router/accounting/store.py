@@ -54,6 +54,7 @@ from redis.exceptions import ResponseError
 
 from ..config.schema import AccountingConfig
 from ..redis_conn import REDIS_ERRORS, RedisConn
+from ..tasks import stop
 from .record import UsageRecord, nanos_to_usd, to_nanos
 
 log = logging.getLogger("switchboard")
@@ -195,11 +196,8 @@ class Accountant:
     async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Stop the flusher and write everything still buffered (bounded wait). Call before the
         Redis connection is closed."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
         if self._conn is None:
             return
         ok = False

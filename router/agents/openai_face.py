@@ -64,7 +64,7 @@ async def agent_chat(request: web.Request, req: ProxyRequest, body: dict[str, An
     stream = body.get("stream") is True
     spec = RunSpec(agent=agent, model=override or agent.model or "", conversation=[], params=body,
                    client_tools=tools, max_steps=clamp_steps(agent, body.get("max_steps"), "max_steps"),
-                   output=agent.output, fallbacks=fallbacks)
+                   output=agent.output, fallbacks=fallbacks, model_named=override is not None or agent.inline)
     launch = await svc.launch(request, req, spec, body["messages"], stream=stream, requested=requested,
                               session=session)
     if stream:

@@ -60,6 +60,7 @@ class RunSpec:
     max_steps: int = 8
     output: OutputSpec | None = None
     fallbacks: list[str] | None = None
+    model_named: bool = False  # the client chose `model` (an inline agent, a per-request override)
 
 
 class AgentRun:
@@ -104,7 +105,7 @@ class AgentRun:
     def step_request(self, final: bool) -> tuple[ModelRequest, Route]:
         """The next step's model call and where it may go (403/404/400 before anything is sent)."""
         spec, ctx = self.spec, self.ctx
-        mreq = ctx.request(spec.model, self._body(final), spec.fallbacks)
+        mreq = ctx.request(spec.model, self._body(final), spec.fallbacks, spec.model_named)
         return mreq, ctx.pipeline.route(ctx.req, mreq)
 
     # -- the loop -------------------------------------------------------------------------------

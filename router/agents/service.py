@@ -79,6 +79,8 @@ class AgentService:
                      *, stream: bool, requested: str, session: SessionRef | None = None,
                      override: bool = False) -> Launch:
         """Check and prepare a run (`spec.conversation` is filled from the session and `messages`)."""
+        if req.exchange is not None:
+            req.exchange.requested_name = requested
         await self.limiter.check(request, req.key_name)
         agent = spec.agent
         if agent.inline:

@@ -63,12 +63,13 @@ class StepContext:
         self.call_ids.add(call_id)
         return call_id
 
-    def request(self, model: str, body: dict[str, Any], fallbacks: list[str] | None) -> ModelRequest:
+    def request(self, model: str, body: dict[str, Any], fallbacks: list[str] | None,
+                model_named: bool) -> ModelRequest:
         """A step's model call; a streamed step asks the vendor for its usage."""
         if self.stream:
             body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         return ModelRequest("chat", model, body, REQUEST_TYPE, fallbacks, self.stream,
-                            STEP_ENDPOINT if self.cache else None, self.requested or None)
+                            STEP_ENDPOINT if self.cache else None, self.requested or None, model_named)
 
 
 def _completion(result: StepResult, model: str) -> dict[str, Any]:

@@ -119,7 +119,8 @@ async def _serve(request: web.Request, svc: AgentService, req: ProxyRequest) -> 
     session = _session(request, body, req, agent)
     spec = RunSpec(agent=agent, model=agent.model or "", conversation=[],
                    client_tools=_client_tools(body.get("tools")),
-                   max_steps=clamp_steps(agent, body.get("maxSteps"), "maxSteps"), output=output or agent.output)
+                   max_steps=clamp_steps(agent, body.get("maxSteps"), "maxSteps"), output=output or agent.output,
+                   model_named=agent.inline)
     launch = await svc.launch(request, req, spec, messages, stream=stream, requested=agent.label, session=session)
     encoder = UIEncoder(f"msg-{os.urandom(12).hex()}", _meta(launch), svc.settings.ui_finish_reason)
     if stream:

@@ -17,7 +17,6 @@ from an admin key and `KeyStoreUnavailable` is raised (the authenticator answers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import hashlib
 import logging
@@ -34,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..config.schema import AuthConfig
 from ..redis_conn import REDIS_ERRORS, RedisConn
+from ..tasks import stop
 from .lua import LuaScript
 
 log = logging.getLogger("switchboard")
@@ -381,7 +381,4 @@ class KeyStore:
         return conn.client
 
     async def close(self) -> None:
-        if self._refreshing is not None:
-            self._refreshing.cancel()
-            with contextlib.suppress(BaseException):
-                await self._refreshing
+        await stop(self._refreshing)

@@ -20,8 +20,8 @@ import orjson
 # (they expire on their own) instead of being served in a shape the new code does not expect.
 KEY_VERSION = 1
 
-# The tenant used when auth is off. Virtual key names are never empty (config: min_length 1), so
-# the anonymous tenant cannot collide with a real one.
+# The tenant used when auth is off. Virtual key ids are never empty, so the anonymous tenant cannot
+# collide with a real one.
 ANONYMOUS_TENANT = ""
 
 # Endpoint names the handlers pass (any stable string works; these keep chat and embeddings apart).
@@ -73,9 +73,10 @@ def cache_key(endpoint: str, tenant: str, model: str, body: dict[str, Any], stre
 
     `model` is the name the client requested (an alias or `provider/model`), not the deployment
     that will serve: an alias spreads over several deployments, so a hit may come from any
-    deployment of the alias (the entry records which one). `tenant` is the virtual key's name, or
-    `ANONYMOUS_TENANT` when auth is off: tenants never share entries. Encoding a JSON array keeps
-    the parts unambiguous (no separator a tenant or model name could forge).
+    deployment of the alias (the entry records which one). `tenant` is the virtual key's immutable
+    id (never its reusable name), or `ANONYMOUS_TENANT` when auth is off: tenants never share
+    entries. Encoding a JSON array keeps the parts unambiguous (no separator a tenant or model name
+    could forge).
     """
     canonical = [KEY_VERSION, endpoint, tenant, model, bool(streamed), canonical_body(body, streamed)]
     return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()

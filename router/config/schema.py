@@ -119,15 +119,27 @@ class AliasConfig(_Strict):
 
 
 class PriceConfig(_Strict):
-    """USD per million tokens; overrides genai-prices for one `provider/model`."""
+    """USD per million tokens; overrides genai-prices for one `provider/model`. An entry with only
+    `max_output_tokens` keeps the catalogue's prices."""
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
+    input_per_mtok: float | None = Field(None, ge=0)
+    output_per_mtok: float | None = Field(None, ge=0)
     cache_read_per_mtok: float | None = Field(None, ge=0)
     cache_write_per_mtok: float | None = Field(None, ge=0)
     # The most this model writes in one answer: what a request without max_tokens reserves against
     # a budget (else `auth.max_output_tokens`).
     max_output_tokens: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _prices(self) -> PriceConfig:
+        if (self.input_per_mtok is None) != (self.output_per_mtok is None):
+            raise ValueError("input_per_mtok and output_per_mtok go together")
+        if self.input_per_mtok is None and (self.cache_read_per_mtok is not None
+                                            or self.cache_write_per_mtok is not None):
+            raise ValueError("cache prices need input_per_mtok and output_per_mtok")
+        if self.input_per_mtok is None and self.max_output_tokens is None:
+            raise ValueError("give prices (input_per_mtok, output_per_mtok) or max_output_tokens")
+        return self
 
 
 class RedisConfig(_Strict):

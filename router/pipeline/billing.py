@@ -1,8 +1,9 @@
 """Estimate, then bill: what a call may cost before it runs, and what it did cost after.
 
-Before: the prompt is counted with tiktoken and the output is taken at its most (the request's
-`max_tokens`, else the model's configured maximum, else `auth.max_output_tokens`), priced at the
-dearest deployment the call may reach, so the reservation covers any answer a fallback could give.
+Before: the prompt is counted with tiktoken and the output is taken at its most (what the vendor
+will be sent as its limit: the request's `max_tokens`, plus a thinking budget where a translator adds
+one; else the model's configured maximum, else `auth.max_output_tokens`), priced at the dearest
+deployment the call may reach, so the reservation covers any answer a fallback could give.
 After: the vendor's own usage figures, or, when a vendor reported none, a tiktoken count of the
 prompt and of everything generated (text, reasoning, tool-call arguments), marked estimated.
 """
@@ -79,14 +80,15 @@ def reservation(pricer: Pricer, route: Route, mreq: ModelRequest, prompt: int,
     """(tokens, USD) to hold against a key's limits before the call: the prompt plus the most the
     answer may be, priced at the dearest deployment of the route. Tokens count the output only when
     the request bounds it (as vendors' own per-minute token limits do)."""
-    n = mreq.choices
-    asked = mreq.requested_tokens
-    tokens = prompt + (asked or 0) * n
-    if mreq.kind == "embeddings":
-        asked, n = 0, 1
+    n = mreq.choices if mreq.kind == "chat" else 1
+    tokens = prompt + (mreq.requested_tokens or 0) * n
     dearest = 0.0
     for target in route.plan.targets:
-        output = asked if asked is not None else (pricer.max_output_tokens(target.label) or default_output)
+        if mreq.kind == "embeddings":
+            output = 0
+        else:  # what the vendor is sent (a translator may add a thinking budget), else the most it writes
+            output = (target.runtime.provider.output_limit(route.body_for(target), target.model)
+                      or pricer.max_output_tokens(target.label) or default_output)
         calls = n if route.fan else 1  # fanned out, each call pays the prompt; native `n` pays it once
         usage = {"prompt_tokens": prompt * calls, "completion_tokens": output * n}
         cost = pricer.cost(target.runtime.provider.settings.type, target.label, target.model, usage)

@@ -91,7 +91,8 @@ class Pipeline:
         if req.exchange is not None and req.exchange.requested_name is None:
             req.exchange.requested_name = mreq.model
         key = req.key
-        policy.check_names(key, [(mreq.model, "model"), *((f, "fallbacks") for f in mreq.fallbacks or ())])
+        named = [(mreq.model, "model")] if mreq.model_named else []
+        policy.check_names(key, [*named, *((f, "fallbacks") for f in mreq.fallbacks or ())])
         try:
             plan = self._table.plan(mreq.model, mreq.fallbacks)
         except RouteError as exc:
@@ -126,6 +127,8 @@ class Pipeline:
         entry = await self._cache.get(key)
         if entry is None or not req.directive.fresh_enough(entry.stored_at):
             return None
+        if req.key is not None and entry.model and not req.key.allows(entry.model):
+            return None  # served by a deployment this key may no longer use: ask again
         return entry
 
     async def store(self, req: ProxyRequest, key: str | None, entry: CachedResponse | None) -> None:
@@ -140,7 +143,7 @@ class Pipeline:
         key = req.key
         if key is None or not key.has_limits:
             return UNLIMITED
-        first = not req.rate_headers and not req.reservations
+        first = not req.counted
         if cached:
             held = await self._limiter.admit(key, 0, 0, count_request=first)
         else:
@@ -150,6 +153,7 @@ class Pipeline:
             cost = usd_to_nanos(usd) if key.budget_nanos is not None else 0
             held = await self._limiter.admit(key, tokens, cost, count_request=first)
         if first:
+            req.counted = True
             req.rate_headers = held.headers()
         if not held.settled:
             req.reservations.append(held)

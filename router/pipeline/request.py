@@ -33,6 +33,8 @@ class ModelRequest:
     stream: bool = False
     cache_endpoint: str | None = None  # the face's cache namespace; None: never cached
     reported_as: str | None = None  # `model_requested` when not `model` (an agent run reports the agent)
+    model_named: bool = True  # the client wrote `model` (False: an agent's configured model, checked by
+    #                           its deployments only)
 
     @property
     def requested(self) -> str:
@@ -67,7 +69,8 @@ class Route:
 class ProxyRequest:
     """One authenticated HTTP request as the pipeline carries it."""
 
-    __slots__ = ("directive", "exchange", "key", "rate_headers", "raw_requested", "reservations", "started")
+    __slots__ = ("counted", "directive", "exchange", "key", "rate_headers", "raw_requested", "reservations",
+                 "started")
 
     def __init__(self, key: VirtualKey | None, directive: CacheDirective | None, exchange: Exchange | None,
                  started: float, raw_requested: bool) -> None:
@@ -78,6 +81,7 @@ class ProxyRequest:
         self.raw_requested = raw_requested  # `x-switchboard-raw-response: true`, allowed by the config
         self.reservations: list[Reservation] = []  # admitted against the key's limits, not yet settled
         self.rate_headers: dict[str, str] = {}  # `x-ratelimit-*` of the first admission
+        self.counted = False  # admitted once: counted against the key's RPM
 
     @property
     def key_name(self) -> str | None:

@@ -409,6 +409,24 @@ def test_max_tokens_sources() -> None:
     assert err.param == "max_tokens"
 
 
+@pytest.mark.parametrize("body", [
+    {}, {"max_tokens": 50}, {"max_completion_tokens": 70, "max_tokens": 50}, {"reasoning_effort": "high"},
+    {"reasoning_effort": "low", "max_tokens": 100}, {"reasoning_effort": "medium", "max_tokens": 9000},
+    {"thinking": {"type": "enabled", "budget_tokens": 2048}},
+])
+@pytest.mark.parametrize("options", [{}, {"default_max_tokens": 1000}])
+def test_output_limit_is_the_max_tokens_sent(body: dict, options: dict) -> None:
+    """What a budget reserves for an Anthropic call is exactly what Anthropic may bill: the
+    `max_tokens` it is sent, thinking budget included (a request's 100 with high effort is not 100)."""
+    prov = provider(**options)
+    assert prov.output_limit({"messages": [USER], **body}, MODEL) == \
+        build({"messages": [USER], **body}, prov=prov)["max_tokens"]
+
+
+def test_output_limit_of_an_untranslatable_request_is_none() -> None:
+    assert provider().output_limit({"messages": [USER], "reasoning_effort": "galaxy-brain"}, MODEL) is None
+
+
 def test_stop_sequences() -> None:
     assert build({"messages": [USER], "stop": "END"})["stop_sequences"] == ["END"]
     assert build({"messages": [USER], "stop": ["A", "B", ""]})["stop_sequences"] == ["A", "B"]

@@ -398,6 +398,16 @@ def test_stop_top_k_and_max_completion_tokens():
     assert body["additionalModelRequestFields"] == {"inferenceConfig": {"topK": 5}}
 
 
+def test_output_limit_is_the_max_tokens_sent():
+    user = {"role": "user", "content": "x"}
+    for body, model in (({"reasoning_effort": "medium"}, CLAUDE), ({"reasoning_effort": "high", "max_tokens": 3000},
+                                                                    CLAUDE), ({"max_tokens": 77}, CLAUDE)):
+        sent = chat(make(), {"messages": [user], **body}, model=model)["inferenceConfig"]["maxTokens"]
+        assert make().output_limit({"messages": [user], **body}, model) == sent
+    assert make().output_limit({"messages": [user]}, CLAUDE) is None  # no bound sent: the router's maximum applies
+    assert make().output_limit({"messages": [user], "reasoning_effort": "low"}, "amazon.nova-2-lite-v1:0") is None
+
+
 def test_reasoning_effort_maps_to_claude_thinking():
     body = chat(make(), {"messages": [{"role": "user", "content": "17*23?"}], "reasoning_effort": "medium"},
                 model="us.anthropic.claude-sonnet-4-20250514-v1:0")
