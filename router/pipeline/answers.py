@@ -76,18 +76,18 @@ class LiveStream:
     accounted before it does (and when the reader stops early, when the generator is closed).
     """
 
-    __slots__ = ("_account", "_estimate", "_opened", "_pricer_bill", "_recorder", "_store", "_text", "_usage",
-                 "accounted", "completed", "outcome")
+    __slots__ = ("_account", "_bill", "_body", "_opened", "_recorder", "_store", "_text", "_usage", "accounted",
+                 "completed", "outcome")
 
     def __init__(self, opened: OpenStream | MergedStream, call: Call, cache: str, body: dict[str, Any],
                  bill: Callable[[dict[str, Any] | None, bool], Billed], account: Account,
                  recorder: StreamRecorder | None, store: Store | None) -> None:
         self._opened = opened
-        self._pricer_bill = bill
+        self._bill = bill
         self._account = account
         self._recorder = recorder
         self._store = store
-        self._estimate = body
+        self._body = body  # what was sent, for an estimate when the vendor reports no usage
         self._usage: dict[str, Any] | None = None
         self._text: list[str] = []
         self.completed = False
@@ -138,7 +138,7 @@ class LiveStream:
 
     def _estimated_usage(self) -> dict[str, Any]:
         target = self.outcome.call.target
-        return estimate_usage(self._estimate, target.model if target else "", "".join(self._text))
+        return estimate_usage(self._body, target.model if target else "", "".join(self._text))
 
     def account(self) -> None:
         """Record the outcome once: the vendor's usage, or an estimate of what was streamed."""
@@ -148,7 +148,7 @@ class LiveStream:
         estimated = self._usage is None
         usage = self._estimated_usage() if estimated else self._usage
         outcome = self.outcome
-        outcome.billed = self._pricer_bill(usage, estimated)
+        outcome.billed = self._bill(usage, estimated)
         outcome.ok = self.completed
         self._account(outcome)
 

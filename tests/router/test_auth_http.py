@@ -14,6 +14,7 @@ from typing import Any
 import openai
 import pytest
 from fakes.openai_upstream import Fail, Reply
+from support.key_limits import settled_limits
 
 from providers.tokens import count_messages
 from router.auth import KeyStore
@@ -81,19 +82,6 @@ async def _fresh_minute(margin_s: float = 5.0) -> None:
     left = 60 - time.time() % 60
     if left < margin_s:
         await asyncio.sleep(left + 0.05)
-
-
-async def _limits(raw, url: str, name: str) -> dict:
-    """The key's limits once every reservation is settled (settling runs after the response)."""
-    deadline = time.monotonic() + 5.0
-    while True:
-        resp = await raw.request("GET", f"{url}/admin/keys/{name}", headers=ADMIN)
-        assert resp.status == 200, resp.body
-        limits = resp.json()["limits"]
-        if not limits["budget_reserved_usd"]:
-            return limits
-        assert time.monotonic() < deadline, f"reservations of {name} not settled: {limits}"
-        await asyncio.sleep(0.05)
 
 
 # -- who may call what -----------------------------------------------------------------------------
@@ -170,12 +158,12 @@ async def test_budget_runs_out_with_402_after_the_requests_it_pays_for(config, m
         statuses.append(resp.status)
         if resp.status == 200:
             assert resp.json()["extra_fields"]["billed_usage"]["cost_usd"] == pytest.approx(COST)
-        await _limits(raw, url, "small")
+        await settled_limits(raw, url, "small")
     assert statuses == [200, 200, 200, 402]
     assert resp.error["type"] == "insufficient_quota" and resp.error["code"] == "budget_exceeded"
     assert int(_header(resp, "retry-after")) > 0
     assert _calls(fake_openai) == 3
-    limits = await _limits(raw, url, "small")
+    limits = await settled_limits(raw, url, "small")
     assert limits["budget_spent_usd"] == pytest.approx(3 * COST, abs=1e-9)
     assert limits["budget_remaining_usd"] == pytest.approx(budget - 3 * COST, abs=1e-9)
 
@@ -191,7 +179,7 @@ async def test_budget_is_reconciled_with_the_real_cost_not_the_estimate(config, 
     statuses = []
     for _ in range(3):
         statuses.append((await chat(url, bearer("sk-recon"), max_tokens=100)).status)
-        limits = await _limits(raw, url, "recon")
+        limits = await settled_limits(raw, url, "recon")
     assert statuses == [200, 200, 402]
     assert limits["budget_spent_usd"] == pytest.approx(2 * COST, abs=1e-9)
     assert _calls(fake_openai) == 2
@@ -204,7 +192,7 @@ async def test_a_cache_hit_is_served_on_an_exhausted_budget(config, make_router,
                                    cache={"ttl_s": 60}))
     first = await chat(url, bearer("sk-small"))
     assert first.status == 200 and _header(first, "x-switchboard-cache") == "miss"
-    await _limits(raw, url, "small")
+    await settled_limits(raw, url, "small")
     other = await chat(url, bearer("sk-small"), messages=[{"role": "user", "content": "something else"}])
     assert other.status == 402  # the budget is spent for anything that would reach the vendor
     again = await chat(url, bearer("sk-small"))
@@ -235,7 +223,7 @@ async def test_a_client_that_leaves_early_frees_its_reservation(config, make_rou
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(0.5):
             await raw.post(url + "/v1/chat/completions", headers=bearer("sk-quit"), json=body)
-    limits = await _limits(raw, url, "quitter")  # polls until nothing is reserved (fails after 5 s)
+    limits = await settled_limits(raw, url, "quitter")  # polls until nothing is reserved (fails after 5 s)
     assert limits["budget_spent_usd"] == 0
 
 

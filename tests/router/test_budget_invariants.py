@@ -12,12 +12,12 @@ instances sharing one real Redis.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from typing import Any
 
 import pytest
 from fakes.openai_upstream import Reply
+from support import key_limits
 
 from providers.anthropic_request import THINKING_BUDGETS
 from providers.tokens import count_messages
@@ -116,16 +116,7 @@ async def send(raw, url: str, *, stream: bool = False, **extra: Any):
 
 
 async def settled_limits(raw, url: str) -> dict:
-    """The key's budget figures once nothing is reserved (settling runs just after each response)."""
-    deadline = time.monotonic() + 5.0
-    while True:
-        resp = await raw.request("GET", f"{url}/admin/keys/{KEY_NAME}", headers=ADMIN)
-        assert resp.status == 200, resp.body
-        limits = resp.json()["limits"]
-        if not limits["budget_reserved_usd"]:
-            return limits
-        assert time.monotonic() < deadline, f"reservations not settled: {limits}"
-        await asyncio.sleep(0.05)
+    return await key_limits.settled_limits(raw, url, KEY_NAME)
 
 
 def spent_nanos(limits: dict) -> int:
