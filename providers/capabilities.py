@@ -137,8 +137,13 @@ def unsupported(capabilities: Capabilities, body: Mapping[str, Any], endpoint: E
 
 @cache
 def _lacking(capabilities: Capabilities) -> tuple[Parameter, ...]:
-    """The rows a provider cannot honour (checked per request: most providers lack none)."""
     return tuple(p for p in PARAMETERS if not getattr(capabilities, p.flag))
+
+
+def honours_all(capabilities: Capabilities) -> bool:
+    """True when no chat request member can be refused: `unsupported(..., "chat")` is always empty
+    (the router skips the check for such providers)."""
+    return not _lacking(capabilities)
 
 
 def message(provider_name: str, param: str, endpoint: Endpoint = "chat") -> str:

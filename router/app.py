@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -32,7 +31,7 @@ from .handlers.models import list_models
 from .handlers.usage import usage
 from .observe import OBSERVER, Observer, echo_request_id
 from .openapi_spec import openapi
-from .pipeline import PIPELINE, Pipeline, ProxyRequest
+from .pipeline import PIPELINE, Pipeline
 
 log = logging.getLogger("switchboard")
 
@@ -63,40 +62,24 @@ async def error_middleware(request: web.Request, handler):
                                     "param": None, "code": "internal_error"})
 
 
-FaceHandler = Callable[[web.Request, ProxyRequest, dict[str, Any]], Awaitable[web.StreamResponse]]
-
-
-def proxy_route(pipeline: Pipeline, handle: FaceHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """A route through the pipeline: authenticate, read the JSON body, let the face handle it, and
-    release whatever the request still holds when it is over."""
+def proxy_route(pipeline: Pipeline, face: Face, agents: bool = False) -> Callable[[web.Request],
+                                                                                  Awaitable[web.StreamResponse]]:
+    """A route through the pipeline: authenticate, read the JSON body, let the face serve it, and
+    release whatever the request still holds when it is over. With `agents`, a body that names an
+    agent (`model: "agent:<id>"` or `x-agent-id`) goes to the agents' OpenAI face instead."""
+    limit = pipeline.max_body_bytes
 
     async def route(request: web.Request) -> web.StreamResponse:
         req = await pipeline.open(request)
         try:
-            return await handle(request, req, await read_json(request, pipeline.max_body_bytes))
+            body = await read_json(request, limit)
+            if agents and (agent := agent_target(request, body)) is not None:
+                return await agent_chat(request, req, body, agent)
+            return await serve(pipeline, face, request, req, body)
         finally:
             pipeline.close(req)
 
     return route
-
-
-def one_call(pipeline: Pipeline, face: Face) -> FaceHandler:
-    async def handle(request: web.Request, req: ProxyRequest, body: dict[str, Any]) -> web.StreamResponse:
-        return await serve(pipeline, face, request, req, body)
-
-    return handle
-
-
-def chat_or_agent(pipeline: Pipeline, face: Face) -> FaceHandler:
-    """`POST /v1/chat/completions`: an agent (`model: "agent:<id>"` or `x-agent-id`), else plain chat."""
-
-    async def handle(request: web.Request, req: ProxyRequest, body: dict[str, Any]) -> web.StreamResponse:
-        agent = agent_target(request, body)
-        if agent is not None:
-            return await agent_chat(request, req, body, agent)
-        return await serve(pipeline, face, request, req, body)
-
-    return handle
 
 
 def build_app(loaded: LoadedConfig) -> web.Application:
@@ -110,8 +93,8 @@ def build_app(loaded: LoadedConfig) -> web.Application:
     app[OBSERVER] = observer
     app.on_response_prepare.append(echo_request_id)
     with_extra = gateway.extra_fields_enabled
-    chat = proxy_route(pipeline, chat_or_agent(pipeline, ChatFace(with_extra)))
-    embeddings = proxy_route(pipeline, one_call(pipeline, EmbeddingsFace(with_extra)))
+    chat = proxy_route(pipeline, ChatFace(with_extra), agents=True)
+    embeddings = proxy_route(pipeline, EmbeddingsFace(with_extra))
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)

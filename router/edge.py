@@ -38,7 +38,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     """The request body as a JSON object (400 otherwise, 413 when too large)."""
-    return parse_json_object(await read_body(request, limit))
+    raw = await read_body(request, limit)
+    return parse_json_object(raw)
 
 
 def json_response(body: Any, headers: dict[str, str] | None = None, status: int = 200) -> web.Response:

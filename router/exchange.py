@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .accounting.billed import Billed
+from .accounting.billed import ZERO, Billed
 from .routing.call import Attempt, Call
 
 
@@ -47,8 +47,9 @@ class Outcome:
 class Exchange:
     """One HTTP request as observed: who asked, the model calls it made, when the first token left."""
 
-    __slots__ = ("content", "error_code", "first_token_at", "keep_content", "key", "method", "outcomes", "path",
-                 "request_id", "requested_name", "route", "started", "wall")
+    __slots__ = ("billed", "cache", "content", "error_code", "first_token_at", "keep_content", "key", "method",
+                 "model", "ok", "outcomes", "path", "provider", "request_id", "request_type", "requested", "route",
+                 "started", "wall")
 
     def __init__(self, request_id: str, started: float, route: str | None, keep_content: bool = False) -> None:
         self.request_id = request_id
@@ -56,13 +57,30 @@ class Exchange:
         self.wall = time.time()
         self.route = route
         self.key: str | None = None  # virtual key name
-        self.requested_name: str | None = None  # the model asked for, before any call was made
         self.outcomes: list[Outcome] = []
+        # Of the last model call (the model asked for is known before any call is made):
+        self.requested: str | None = None
+        self.request_type: str | None = None
+        self.provider: str | None = None
+        self.model: str | None = None
+        self.ok: bool | None = None
+        self.cache = "off"
+        self.billed = ZERO  # every call's bill, summed
         self.first_token_at: float | None = None
         self.error_code: str | None = None  # `code` of the router's own error answer, if it gave one
         self.keep_content = keep_content  # the access log wants the request body
         self.content: bytes | None = None
         self.method = self.path = ""
+
+    def add(self, outcome: Outcome) -> None:
+        """A model call of this request ended."""
+        self.outcomes.append(outcome)
+        call = outcome.call
+        self.requested, self.request_type = call.requested, call.request_type
+        self.provider, self.model, self.ok, self.cache = outcome.provider, outcome.model, outcome.ok, outcome.cache
+        billed = outcome.billed
+        if billed is not None and outcome.cache != "hit":
+            self.billed = billed if self.billed is ZERO else self.billed + billed
 
     def first_token(self) -> None:
         if self.first_token_at is None:
@@ -72,40 +90,6 @@ class Exchange:
     @property
     def recorded(self) -> bool:
         return bool(self.outcomes)
-
-    @property
-    def _last(self) -> Outcome | None:
-        return self.outcomes[-1] if self.outcomes else None
-
-    @property
-    def requested(self) -> str | None:
-        last = self._last
-        return last.call.requested if last is not None else self.requested_name
-
-    @property
-    def request_type(self) -> str | None:
-        last = self._last
-        return last.call.request_type if last is not None else None
-
-    @property
-    def provider(self) -> str | None:
-        last = self._last
-        return last.provider if last is not None else None
-
-    @property
-    def model(self) -> str | None:
-        last = self._last
-        return last.model if last is not None else None
-
-    @property
-    def ok(self) -> bool | None:
-        last = self._last
-        return last.ok if last is not None else None
-
-    @property
-    def cache(self) -> str:
-        last = self._last
-        return last.cache if last is not None else "off"
 
     @property
     def trails(self) -> list[list[Attempt]]:
@@ -119,15 +103,6 @@ class Exchange:
     @property
     def upstream_s(self) -> float:
         return sum(o.call.upstream_s for o in self.outcomes)
-
-    @property
-    def billed(self) -> Billed:
-        """Every call's bill, summed."""
-        out = Billed()
-        for o in self.outcomes:
-            if o.billed is not None and o.cache != "hit":
-                out = out + o.billed
-        return out
 
 
 EXCHANGE = web.RequestKey("switchboard_exchange", Exchange)

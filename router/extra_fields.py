@@ -22,8 +22,15 @@ def routing_head(outcome: Outcome) -> dict[str, Any]:
 def full(outcome: Outcome, raw: Any = None) -> dict[str, Any]:
     """The whole object, as the last thing the client reads of a response."""
     call = outcome.call
+    target = call.target
+    if outcome.cache == "hit" or target is None:
+        head = routing_head(outcome)
+        provider, model = head["provider"], head["model"]
+    else:
+        provider, model = target.runtime.name, target.label
     out: dict[str, Any] = {
-        **routing_head(outcome),
+        "provider": provider,
+        "model": model,
         "model_requested": call.requested,
         "request_type": call.request_type,
         "latency": round((time.perf_counter() - call.started) * 1000.0, 3),

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Billed:
+    """Treated as immutable (shared by outcomes, traces and totals): sums build new ones."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0

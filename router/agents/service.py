@@ -80,7 +80,7 @@ class AgentService:
                      override: bool = False) -> Launch:
         """Check and prepare a run (`spec.conversation` is filled from the session and `messages`)."""
         if req.exchange is not None:
-            req.exchange.requested_name = requested
+            req.exchange.requested = requested
         await self.limiter.check(request, req.key_name)
         agent = spec.agent
         if agent.inline:

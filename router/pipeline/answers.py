@@ -76,7 +76,7 @@ class LiveStream:
     accounted before it does (and when the reader stops early, when the generator is closed).
     """
 
-    __slots__ = ("_account", "_bill", "_body", "_opened", "_recorder", "_store", "_text", "_usage", "accounted",
+    __slots__ = ("_account", "_bill", "_body", "_deltas", "_opened", "_recorder", "_store", "_usage", "accounted",
                  "completed", "outcome")
 
     def __init__(self, opened: OpenStream | MergedStream, call: Call, cache: str, body: dict[str, Any],
@@ -89,24 +89,25 @@ class LiveStream:
         self._store = store
         self._body = body  # what was sent, for an estimate when the vendor reports no usage
         self._usage: dict[str, Any] | None = None
-        self._text: list[str] = []
+        self._deltas: list[dict[str, Any]] = []
         self.completed = False
         self.accounted = False
         self.outcome = Outcome.of(call, None, False, cache)
 
     async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
         recorder = self._recorder
-        text = self._text
+        deltas = self._deltas  # kept for an estimate, read only if the vendor reports no usage
         last: dict[str, Any] = {}
         try:
             async for batch in self._opened.batches():
                 for chunk in batch:
-                    if chunk.get("usage"):
-                        self._usage = chunk["usage"]
+                    usage = chunk.get("usage")
+                    if usage:
+                        self._usage = usage
                     for choice in chunk.get("choices") or ():
                         delta = choice.get("delta")
                         if delta:
-                            text.extend(generated_text((delta,)))
+                            deltas.append(delta)
                     if recorder is not None:
                         recorder.add(chunk)
                 last = batch[-1]
@@ -138,7 +139,7 @@ class LiveStream:
 
     def _estimated_usage(self) -> dict[str, Any]:
         target = self.outcome.call.target
-        return estimate_usage(self._body, target.model if target else "", "".join(self._text))
+        return estimate_usage(self._body, target.model if target else "", "".join(generated_text(self._deltas)))
 
     def account(self) -> None:
         """Record the outcome once: the vendor's usage, or an estimate of what was streamed."""

@@ -88,21 +88,25 @@ class Pipeline:
     def route(self, req: ProxyRequest, mreq: ModelRequest) -> Route:
         """Where this call may go: 403 for a name or a whole plan the key may not use, 404 for an
         unknown model, 400 when no deployment can honour the request."""
-        if req.exchange is not None and req.exchange.requested_name is None:
-            req.exchange.requested_name = mreq.model
+        if req.exchange is not None and req.exchange.requested is None:
+            req.exchange.requested = mreq.model
         key = req.key
-        named = [(mreq.model, "model")] if mreq.model_named else []
-        policy.check_names(key, [*named, *((f, "fallbacks") for f in mreq.fallbacks or ())])
+        if key is not None and key.models is not None:
+            named = [(mreq.model, "model")] if mreq.model_named else []
+            policy.check_names(key, [*named, *((f, "fallbacks") for f in mreq.fallbacks or ())])
         try:
             plan = self._table.plan(mreq.model, mreq.fallbacks)
         except RouteError as exc:
             raise ApiError(exc.status, exc.message, param=exc.param, code=exc.code) from None
-        plan = policy.reachable(key, plan, mreq.model)
-        plan, stripped = policy.capable(plan, mreq.kind, mreq.body)
-        fan = needs_fanout(plan, mreq.body) if mreq.kind == "chat" else 0
-        body = without_n(mreq.body) if fan else mreq.body
-        if fan and stripped:
-            stripped = {label: without_n(b) for label, b in stripped.items()}
+        if key is not None and key.models is not None:
+            plan = policy.reachable(key, plan, mreq.model)
+        body = mreq.body
+        plan, stripped = policy.capable(plan, mreq.kind, body)
+        fan = needs_fanout(plan, body) if mreq.kind == "chat" and "n" in body else 0
+        if fan:
+            body = without_n(body)
+            if stripped:
+                stripped = {label: without_n(b) for label, b in stripped.items()}
         return Route(plan, body, fan, stripped)
 
     # -- cache ----------------------------------------------------------------------------------
@@ -183,7 +187,7 @@ class Pipeline:
                                                           outcome.billed, cache_hit=outcome.cache == "hit",
                                                           ok=outcome.ok))
         if req.exchange is not None:
-            req.exchange.outcomes.append(outcome)
+            req.exchange.add(outcome)
         if held is not None:
             self._settle(req, held, None if outcome.cache == "hit" else outcome.billed)
 
@@ -230,7 +234,8 @@ class Pipeline:
         estimated = not usage and kind == "chat"
         if estimated:
             usage = estimate_usage(route.body, target.model, completion_text(result))
-        outcome = Outcome.of(call, bill(self._pricer, target, usage, estimated), True, cache)
+        outcome = Outcome(call, bill(self._pricer, target, usage, estimated), True, cache, target.runtime.name,
+                          target.label)
         self.record(req, outcome, held)
         return Completion(result, outcome, raw if self.wants_raw(req, call) else None)
 
@@ -291,7 +296,8 @@ class Pipeline:
         flight = self.gw.flight
         if key is None or flight is None or self._skips_lookup(req):
             answer = await self.complete(req, mreq, route, cache, held)
-            await self.store(req, key, self._entry(answer))
+            if key is not None and req.directive is not None and req.directive.store:
+                await self.store(req, key, self._entry(answer))
             return answer
         async with flight.slot(key) as slot:  # identical misses in flight share one upstream call
             if slot.shared:

@@ -57,9 +57,11 @@ def reachable(key: VirtualKey | None, plan: Plan, requested: str) -> Plan:
     return Plan(targets, plan.hedge_after_s if len(targets) > 1 else None)
 
 
-def capable(plan: Plan, kind: str, body: dict) -> tuple[Plan, dict[str, dict]]:
+def capable(plan: Plan, kind: str, body: dict) -> tuple[Plan, dict[str, dict] | None]:
     """The deployments that can serve this request, and the stripped body of those that drop what
     they cannot honour (label -> body). 400 naming a parameter when none can."""
+    if kind == "chat" and all(t.runtime.honours_all for t in plan.targets):
+        return plan, None  # the common case: nothing to check
     kept: list[Target] = []
     stripped: dict[str, dict] = {}
     first_refusal = None
@@ -77,5 +79,5 @@ def capable(plan: Plan, kind: str, body: dict) -> tuple[Plan, dict[str, dict]]:
         assert first_refusal is not None
         raise ApiError(400, first_refusal.message, param=first_refusal.param, code=first_refusal.code)
     if len(kept) == len(plan.targets):
-        return plan, stripped
-    return Plan(kept, plan.hedge_after_s if len(kept) > 1 else None), stripped
+        return plan, stripped or None
+    return Plan(kept, plan.hedge_after_s if len(kept) > 1 else None), stripped or None

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..auth import VirtualKey
@@ -60,7 +60,7 @@ class Route:
     plan: Plan
     body: dict[str, Any]  # what vendors are sent (without `n` when the call is fanned out)
     fan: int = 0  # > 1: `n` emulated with this many parallel calls
-    stripped: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> body without what it drops
+    stripped: dict[str, dict[str, Any]] | None = None  # label -> body without what it drops
 
     def body_for(self, target: Target) -> dict[str, Any]:
         return self.stripped.get(target.label, self.body) if self.stripped else self.body

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from cachetools import LRUCache
 
 from providers import ErrorKind, Provider, UpstreamError, create_provider
+from providers.capabilities import honours_all
 
 from ..config import KeyConfig, LoadedConfig, TimeoutsConfig
 from ..config.loader import provider_settings
@@ -51,6 +52,10 @@ class ProviderRuntime:
     raw_response: bool
     declared_models: list[str]
     _slots_for_model: LRUCache = field(default_factory=lambda: LRUCache(4096))
+    honours_all: bool = field(init=False)  # no chat parameter can be refused (no per-request check)
+
+    def __post_init__(self) -> None:
+        self.honours_all = honours_all(self.provider.capabilities)
 
     def key_slots(self, model: str) -> tuple[KeySlot, ...]:
         """The keys allowed to call `model` (a key's `models` globs restrict it); memoised."""
