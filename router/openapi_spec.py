@@ -20,12 +20,14 @@ from .openapi_schemas import SCHEMAS, Schema, ref
 # -- helpers ----------------------------------------------------------------------------------------
 _ERROR_TEXT = {
     400: "Invalid JSON or parameters (`param` names the field), a bad `x-switchboard-cache-ttl` header "
-         "(`param` names the header), an unknown request fallback, or a vendor rejecting the request as the "
-         "caller's error.",
+         "(`param` names the header), an unknown request fallback, a parameter no deployment of the model "
+         "can honour (`unsupported_parameter`), or a vendor rejecting the request as the caller's error.",
     401: "Missing, malformed or unknown virtual key (`invalid_api_key`; only when `auth` is configured).",
-    402: "The virtual key's budget for the current period is spent (`insufficient_quota`, code "
+    402: "The virtual key's budget for the current period cannot cover this request at its most (the "
+         "prompt plus its `max_tokens`, else the model's maximum output) (`insufficient_quota`, code "
          "`budget_exceeded`); `Retry-After` says when the period resets.",
-    403: "The virtual key may not use this model (`model_not_allowed`, `param: model`).",
+    403: "The virtual key may not use a model the request names (`model_not_allowed`; `param` is `model` or "
+         "`fallbacks`), or none of the deployments the model routes to.",
     404: "Unknown model (`model_not_found`) or provider disabled because its key is unset (`provider_disabled`).",
     413: "Request body larger than `server.max_body_bytes` (`request_too_large`).",
     429: "Rate limited: by the virtual key's RPM/TPM (`rate_limit_exceeded`, with `x-ratelimit-*`) or by every "
