@@ -116,7 +116,7 @@ async def run_step(ctx: StepContext, mreq: ModelRequest, route: Route, trace: St
     entry = await pipeline.lookup(req, key)
     held = await pipeline.admit(req, route, mreq, cached=entry is not None and entry.body is not None)
     if entry is not None and entry.body is not None:
-        out.outcome = pipeline.hit(req, mreq, entry, held)
+        out.outcome = pipeline.hit(req, mreq, entry, held, started)
         _read_completion(ctx, entry.body, out)
         _trace(trace, out.outcome)
         yield StepStart(trace.index)

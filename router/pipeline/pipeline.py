@@ -191,10 +191,11 @@ class Pipeline:
         if held is not None:
             self._settle(req, held, None if outcome.cache == "hit" else outcome.billed)
 
-    def hit(self, req: ProxyRequest, mreq: ModelRequest, entry: CachedResponse, held: Reservation | None) -> Outcome:
+    def hit(self, req: ProxyRequest, mreq: ModelRequest, entry: CachedResponse, held: Reservation | None,
+            started: float | None = None) -> Outcome:
         """A cache hit: no upstream call, nothing billed; served by whoever served it first."""
-        outcome = Outcome(Call(mreq.requested, mreq.request_type, req.started), ZERO, True, "hit",
-                          entry.provider or "", entry.model or "")
+        outcome = Outcome(Call(mreq.requested, mreq.request_type, req.started if started is None else started), ZERO,
+                          True, "hit", entry.provider or "", entry.model or "")
         self.record(req, outcome, held)
         return outcome
 
