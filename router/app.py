@@ -67,12 +67,12 @@ def proxy_route(pipeline: Pipeline, face: Face, agents: bool = False) -> Callabl
     """A route through the pipeline: authenticate, read the JSON body, let the face serve it, and
     release whatever the request still holds when it is over. With `agents`, a body that names an
     agent (`model: "agent:<id>"` or `x-agent-id`) goes to the agents' OpenAI face instead."""
-    limit = pipeline.max_body_bytes
+    limit, timeout_s = pipeline.max_body_bytes, pipeline.body_timeout_s
 
     async def route(request: web.Request) -> web.StreamResponse:
         req = await pipeline.open(request)
         try:
-            body = await read_json(request, limit)
+            body = await read_json(request, limit, timeout_s)
             if agents and (agent := agent_target(request, body)) is not None:
                 return await agent_chat(request, req, body, agent)
             return await serve(pipeline, face, request, req, body)

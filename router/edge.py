@@ -6,10 +6,13 @@ is written here once.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from .errors import ApiError
 from .exchange import EXCHANGE
@@ -20,25 +23,48 @@ DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, or 413 when it is larger than `server.max_body_bytes`."""
+def require_json(request: web.Request) -> None:
+    """415 unless the body is declared JSON (`application/json` or `…+json`, any charset).
+
+    Form, multipart and text bodies are what a web page can send to another origin without a CORS
+    preflight: refusing them keeps pages the user happens to open from spending through the gateway.
+    """
+    media = request.content_type
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    sent = request.headers.get("content-type")
+    raise ApiError(415, f"the request body must be JSON: send 'Content-Type: application/json' (got "
+                        f"{repr(sent[:60]) if sent else 'none'})", code="unsupported_media_type")
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The request body: 413 when larger than `server.max_body_bytes`, 408 when it does not arrive
+    within `server.timeouts.body_s`, 400 when its framing is broken (bad chunking, cut short)."""
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(413, f"request body is {length} bytes; the limit is {limit}", code="request_too_large")
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {timeout_s:g}s", code="request_timeout",
+                       headers={"connection": "close"}) from None
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"request body is larger than the limit of {limit} bytes",
-                       code="request_too_large") from None
+                       code="request_too_large", headers={"connection": "close"}) from None
+    except (ClientPayloadError, RequestPayloadError, HttpProcessingError):
+        raise ApiError(400, "the request body is malformed (broken chunked encoding or cut short)",
+                       code="malformed_body", headers={"connection": "close"}) from None
     exchange = request.get(EXCHANGE)
     if exchange is not None and exchange.keep_content:
         exchange.content = raw
     return raw
 
 
-async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object (400 otherwise, 413 when too large)."""
-    raw = await read_body(request, limit)
+async def read_json(request: web.Request, limit: int, timeout_s: float) -> dict[str, Any]:
+    """The request body as a JSON object: 415 unless declared JSON, 400 unless it is one, 413, 408."""
+    require_json(request)
+    raw = await read_body(request, limit, timeout_s)
     return parse_json_object(raw)
 
 

@@ -44,6 +44,7 @@ class Gateway:
         self.extra_fields_enabled = config.server.extra_fields
         self.allow_raw_header = config.server.allow_raw_response_header
         self.max_body_bytes = config.server.max_body_bytes
+        self.body_timeout_s = config.server.timeouts.body_s
         self.redis = RedisConn(config.redis) if config.redis is not None else None
         self.cache = build_cache(config.cache, self.redis)
         self.cache_ttl_s = config.cache.ttl_s if config.cache is not None else 0.0

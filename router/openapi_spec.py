@@ -29,7 +29,9 @@ _ERROR_TEXT = {
     403: "The virtual key may not use a model the request names (`model_not_allowed`; `param` is `model` or "
          "`fallbacks`), or none of the deployments the model routes to.",
     404: "Unknown model (`model_not_found`) or provider disabled because its key is unset (`provider_disabled`).",
+    408: "The request body did not arrive within `server.timeouts.body_s` (`request_timeout`).",
     413: "Request body larger than `server.max_body_bytes` (`request_too_large`).",
+    415: "The body is not declared JSON: send `Content-Type: application/json` (`unsupported_media_type`).",
     429: "Rate limited: by the virtual key's RPM/TPM (`rate_limit_exceeded`, with `x-ratelimit-*`) or by every "
          "upstream tried; see `Retry-After`.",
     502: "Every upstream attempt failed; the most relevant upstream error plus the attempt trail in "
@@ -39,7 +41,7 @@ _ERROR_TEXT = {
          "fail_closed`).",
     504: "Every upstream attempt timed out (`timeout_error`).",
 }
-_PROXY_ERRORS = (400, 401, 402, 403, 404, 413, 429, 502, 503, 504)
+_PROXY_ERRORS = (400, 401, 402, 403, 404, 408, 413, 415, 429, 502, 503, 504)
 
 _SECONDS = {"type": "string", "pattern": r"^\d+$"}
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": _SECONDS}}
@@ -236,7 +238,9 @@ _ADMIN_ERRORS = {
     404: "No key by that name (`key_not_found`).",
     409: "The name is taken (`key_exists`), or the key is defined in the config and cannot be deleted here "
          "(`config_key`).",
+    408: "The request body did not arrive within `server.timeouts.body_s` (`request_timeout`).",
     413: "Request body larger than 64 KiB.",
+    415: "The body is not declared JSON: send `Content-Type: application/json` (`unsupported_media_type`).",
     503: "The key store (Redis) cannot be reached (`key_store_unavailable`); retry shortly.",
 }
 _NAME_PARAMETER = {"name": "name", "in": "path", "required": True, "description": "The key's name.",
@@ -264,7 +268,7 @@ def _keys_path() -> dict[str, Any]:
             "the response only.",
             {"201": {"description": "The key, with its secret (`key`).",
                      "content": json_content(ref("VirtualKeyCreated"))},
-             **admin_errors(400, 401, 403, 409, 413, 503)},
+             **admin_errors(400, 401, 403, 408, 409, 413, 415, 503)},
             requestBody=json_body("CreateKeyRequest", {"limited": ("A key with limits", example),
                                                        "open": ("A key without limits", {"name": "ci"})})),
         "get": admin_op(

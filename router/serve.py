@@ -32,13 +32,29 @@ def _install_uvloop() -> bool:
 
 def run_worker(loaded: LoadedConfig, host: str, port: int, reuse_port: bool) -> None:
     """Serve in this process until SIGTERM/SIGINT."""
-    from .app import build_app  # imports prometheus_client: after `_metrics_dir` set its directory
-
     _install_uvloop()
+    asyncio.run(_serve_until_stopped(loaded, host, port, reuse_port))
+
+
+async def _serve_until_stopped(loaded: LoadedConfig, host: str, port: int, reuse_port: bool) -> None:
+    from .app import build_app  # imports prometheus_client: after `_metrics_dir` set its directory
+    from .edge_server import EdgeRunner
+
     app = build_app(loaded)
     app.on_startup.append(_settle_gc)  # after the gateway and observer started (cleanup_ctx runs first)
-    web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
-                handler_cancellation=True, print=None, shutdown_timeout=10)
+    server = loaded.config.server
+    runner = EdgeRunner(app, headers_s=server.timeouts.headers_s, idle_s=server.timeouts.idle_s,
+                        max_headers=server.max_headers, max_field_size=server.max_header_bytes)
+    await runner.setup()
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopped.set)
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024).start()
+        await stopped.wait()
+    finally:
+        await runner.cleanup()  # stops accepting, lets requests in flight finish, then the app's cleanup
 
 
 GC_GEN0_THRESHOLD = 10_000  # default 700: a young collection every few requests under load

@@ -119,7 +119,8 @@ class RawClient:
                       headers: dict[str, str] | None = None) -> RawResponse:
         if json is not None:
             data = orjson.dumps(json)
-            headers = {"content-type": "application/json", **(headers or {})}
+        if data is not None and not any(k.lower() == "content-type" for k in headers or {}):
+            headers = {"content-type": "application/json", **(headers or {})}  # raw bytes, declared JSON
         async with asyncio.timeout(WAIT_S), self.session.request(method, url, data=data, headers=headers) as resp:
             body = await resp.read()
             out = RawResponse(resp.status, dict(resp.headers), body)

@@ -107,7 +107,7 @@ async def ui_chat(request: web.Request) -> web.StreamResponse:
 
 
 async def _serve(request: web.Request, svc: AgentService, req: ProxyRequest) -> web.StreamResponse:
-    body = await read_json(request, svc.pipeline.max_body_bytes)
+    body = await read_json(request, svc.pipeline.max_body_bytes, svc.pipeline.body_timeout_s)
     agent = _agent(svc, body)
     messages = ui_messages.to_openai(ui_messages.validate(body.get("messages")))
     stream = wants_stream(request, body)

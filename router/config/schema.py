@@ -17,11 +17,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ClientTimeoutsConfig(_Strict):
+    """Deadlines for clients: slow or stalled ones are answered 408 and their connection closed."""
+
+    headers_s: float = Field(10.0, gt=0)  # from a request's first byte to its last header
+    body_s: float = Field(60.0, gt=0)  # to read the whole request body
+    idle_s: float = Field(75.0, gt=0)  # a connection with no request (new, or kept alive) is closed
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=256)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(8190, ge=1024, le=65536)  # one header line (and the request line): else 431
+    max_headers: int = Field(100, ge=16, le=1000)  # more header fields: 431
+    timeouts: ClientTimeoutsConfig = ClientTimeoutsConfig()
     extra_fields: bool = True
     # Lets clients ask for the vendor's untranslated body with `x-switchboard-raw-response: true`.
     allow_raw_response_header: bool = True

@@ -26,6 +26,7 @@ from ..auth.keys import (
     VirtualKey,
     parse_period,
 )
+from ..edge import read_body, require_json
 from ..errors import ApiError
 from ..gateway import GATEWAY
 
@@ -98,9 +99,8 @@ async def _record(request: web.Request, vk: VirtualKey) -> dict[str, Any]:
 async def create_key(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     require_admin(request, gw.admin_token)
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, f"request body is larger than {MAX_BODY} bytes", code="request_too_large")
-    args = parse_create(await request.read())
+    require_json(request)
+    args = parse_create(await read_body(request, MAX_BODY, gw.body_timeout_s))
     try:
         vk, secret = await gw.keys.create(**args)
     except KeyExists as exc:

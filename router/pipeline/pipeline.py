@@ -56,6 +56,7 @@ class Pipeline:
         self.gw = gw
         self.extra_fields = gw.extra_fields_enabled
         self.max_body_bytes = gw.max_body_bytes
+        self.body_timeout_s = gw.body_timeout_s
         self._auth = gw.authenticator
         self._cache = gw.cache
         self._limiter = gw.limiter
