@@ -27,7 +27,7 @@ from .handlers.embeddings import EmbeddingsFace
 from .handlers.face import Face, serve
 from .handlers.health import healthz, readyz
 from .handlers.metrics import metrics
-from .handlers.models import list_models
+from .handlers.models import list_models, retrieve_model
 from .handlers.usage import usage
 from .observe import OBSERVER, Observer, echo_request_id
 from .openapi_spec import openapi
@@ -101,6 +101,8 @@ def build_app(loaded: LoadedConfig) -> web.Application:
     app.router.add_post("/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/models", list_models)
+    app.router.add_get("/v1/models/{model:.+}", retrieve_model)
+    app.router.add_get("/models/{model:.+}", retrieve_model)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -344,11 +344,14 @@ def _readiness() -> Schema:
                ("status", "checks"))
 
 
+def _model() -> Schema:
+    return obj({"id": typed("string", "An alias or `provider/model`."), "object": const("model"),
+                "created": typed("integer"), "owned_by": typed("string", "`switchboard` for aliases.")},
+               ("id", "object", "created", "owned_by"))
+
+
 def _model_list() -> Schema:
-    model = obj({"id": typed("string", "An alias or `provider/model`."), "object": const("model"),
-                 "created": typed("integer"), "owned_by": typed("string", "`switchboard` for aliases.")},
-                ("id", "object", "created", "owned_by"))
-    return obj({"object": const("list"), "data": typed("array", items=model)}, ("object", "data"))
+    return obj({"object": const("list"), "data": typed("array", items=ref("Model"))}, ("object", "data"))
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -364,6 +367,7 @@ SCHEMAS: dict[str, Schema] = {
     "ChatCompletionChunk": _chat_chunk(),
     "Usage": _usage(),
     "EmbeddingsResponse": _embeddings_response(),
+    "Model": _model(),
     "ModelList": _model_list(),
     "ExtraFields": _extra_fields(),
     "StreamRoutingHead": obj({"provider": typed("string"), "model": typed("string")}, ("provider", "model"),

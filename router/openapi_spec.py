@@ -211,6 +211,16 @@ def _models_path() -> dict[str, Any]:
         **errors(401)}, "OpenAI", secured=True)
 
 
+def _model_path() -> dict[str, Any]:
+    item = get("retrieveModel", "Retrieve a model", {
+        "200": {"description": "One model of the list (an id with `/` is matched whole).",
+                "content": json_content(ref("Model"))},
+        **errors(401, 404)}, "OpenAI", secured=True)
+    item["get"]["parameters"] = [{"name": "model", "in": "path", "required": True,
+                                  "description": "An alias or `provider/model`.", "schema": {"type": "string"}}]
+    return item
+
+
 def _healthz_path() -> dict[str, Any]:
     return get("healthz", "Liveness", {"200": {"description": "The process answers.",
                                                "content": json_content(ref("Health"))}}, "Operations")
@@ -335,6 +345,7 @@ _PATHS: dict[str, Any] = {
     "/v1/chat/completions": _chat_path(),
     "/v1/embeddings": _embeddings_path(),
     "/v1/models": _models_path(),
+    "/v1/models/{model}": _model_path(),
     "/healthz": _healthz_path(),
     "/readyz": _readyz_path(),
     "/openapi.json": _openapi_path(),
@@ -342,7 +353,7 @@ _PATHS: dict[str, Any] = {
     "/admin/keys": _keys_path(),
     "/admin/keys/{name}": _key_path(),
 }
-for _v1 in ("/v1/chat/completions", "/v1/embeddings", "/v1/models"):
+for _v1 in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/models/{model}"):
     _PATHS[_v1.removeprefix("/v1")] = unprefixed(_PATHS[_v1], _v1)
 _PATHS["/metrics"] = _metrics_path()
 add_agent_docs(_PATHS)  # POST /agent/v1/chat/completions and the agent notes on chat (router/agents/openapi.py)

@@ -211,6 +211,11 @@ async def test_models_list_needs_a_key_and_shows_only_what_it_may_use(config, ma
     assert resp.status == 200 and [m["id"] for m in resp.json()["data"]] == ["fast"]
     resp = await raw.request("GET", url + "/v1/models", headers=bearer("sk-alias"))
     assert resp.status == 200 and resp.json()["data"] == []  # naming an alias is not reaching its targets
+    assert (await raw.request("GET", url + "/v1/models/fast", headers=bearer("sk-narrow"))).json()["id"] == "fast"
+    for hidden in ("other", "secret", "nope"):  # a model the key may not use looks like an unknown one
+        resp = await raw.request("GET", url + f"/v1/models/{hidden}", headers=bearer("sk-narrow"))
+        assert resp.status == 404 and resp.error["code"] == "model_not_found"
+    assert (await raw.request("GET", url + "/v1/models/fast")).status == 401
 
 
 @pytest.mark.parametrize("stream", [False, True])

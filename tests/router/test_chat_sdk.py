@@ -253,6 +253,16 @@ async def test_models_list(client):
     assert all(m.object == "model" and m.owned_by for m in page.data)
 
 
+async def test_models_retrieve(client):
+    """`models.retrieve` (the SDK quotes the `/` of `provider/model` in the path)."""
+    for model_id, owner in (("smart", "switchboard"), ("up/gpt-4o-mini", "up")):
+        model = await client.models.retrieve(model_id)
+        assert (model.id, model.object, model.owned_by) == (model_id, "model", owner)
+    with pytest.raises(openai.NotFoundError) as info:
+        await client.models.retrieve("up/nope")
+    assert info.value.body["code"] == "model_not_found"
+
+
 RAW = {"x-switchboard-raw-response": "true"}
 
 
