@@ -8,7 +8,8 @@ agents:                       # id -> agent; a default `main` exists even when a
     tools: [calculator, current_time, http_fetch,
             {name: lookup_order, description: "…", url: "http://orders.internal/lookup", method: POST,
              headers: {authorization: "Bearer ${ORDERS_TOKEN}"},
-             parameters: {type: object, properties: {id: {type: string}}, required: [id]}}]
+             parameters: {type: object, properties: {id: {type: string}}, required: [id]},
+             follow_redirects: false, max_redirects: 3}]   # redirects: off unless switched on
     max_steps: 8              # 1..20; a request may lower it
     history: client           # client | session | last_message
 agent_settings:
@@ -48,6 +49,10 @@ class AgentHttpToolConfig(_Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(10.0, gt=0, le=300)
+    # Off: a 3xx is a tool error naming the target. On: followed by hand, each hop off the configured
+    # origin passes the http_fetch address guard and is sent without `headers`.
+    follow_redirects: bool = False
+    max_redirects: int = Field(3, ge=1, le=10)
 
     @field_validator("url")
     @classmethod
