@@ -17,6 +17,7 @@ from providers import UpstreamError
 from .agents.openai_face import agent_chat, agent_target
 from .agents.routes import add_agent_routes
 from .config import LoadedConfig
+from .cors import Cors
 from .edge import read_json
 from .errors import ApiError, error_response
 from .exchange import note_error
@@ -86,12 +87,17 @@ def build_app(loaded: LoadedConfig) -> web.Application:
     gateway = Gateway(loaded)
     pipeline = Pipeline(gateway)
     observer = Observer(loaded, gateway)  # request id, metrics, access log, traces (router/observe.py)
-    app = web.Application(middlewares=[observer.middleware, error_middleware],
-                          client_max_size=loaded.config.server.max_body_bytes + 1)
+    cors = Cors(loaded.config.server.cors) if loaded.config.server.cors is not None else None
+    middlewares = [observer.middleware, error_middleware]
+    if cors is not None:
+        middlewares.insert(0, cors.preflight)  # preflights are answered before anything else
+    app = web.Application(middlewares=middlewares, client_max_size=loaded.config.server.max_body_bytes + 1)
     app[GATEWAY] = gateway
     app[PIPELINE] = pipeline
     app[OBSERVER] = observer
     app.on_response_prepare.append(echo_request_id)
+    if cors is not None:
+        app.on_response_prepare.append(cors.on_prepare)
     with_extra = gateway.extra_fields_enabled
     chat = proxy_route(pipeline, ChatFace(with_extra), agents=True)
     embeddings = proxy_route(pipeline, EmbeddingsFace(with_extra))

@@ -25,6 +25,25 @@ class ClientTimeoutsConfig(_Strict):
     idle_s: float = Field(75.0, gt=0)  # a connection with no request (new, or kept alive) is closed
 
 
+class CorsConfig(_Strict):
+    """Browser pages on these origins may call the gateway (see router/cors.py)."""
+
+    allow_origins: list[str] = Field(min_length=1)  # "https://app.example.com", or "*" for any
+    allow_headers: list[str] = Field(default_factory=lambda: ["*"])  # "*": whatever the preflight asks
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE", "OPTIONS"])
+    max_age_s: int = Field(600, ge=0, le=86400)  # how long a browser may cache a preflight
+    allow_credentials: bool = False  # cookies / HTTP auth; the API itself uses bearer keys
+    admin: bool = False  # the admin API (/admin/*) answers browsers too
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r}: an origin is '*' or scheme://host[:port]")
+        return v
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -33,6 +52,7 @@ class ServerConfig(_Strict):
     max_header_bytes: int = Field(8190, ge=1024, le=65536)  # one header line (and the request line): else 431
     max_headers: int = Field(100, ge=16, le=1000)  # more header fields: 431
     timeouts: ClientTimeoutsConfig = ClientTimeoutsConfig()
+    cors: CorsConfig | None = None  # absent: no browser page on another origin may read an answer
     extra_fields: bool = True
     # Lets clients ask for the vendor's untranslated body with `x-switchboard-raw-response: true`.
     allow_raw_response_header: bool = True
