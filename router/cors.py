@@ -15,6 +15,7 @@ text or multipart bodies, no custom headers) without a preflight, and the JSON A
 from __future__ import annotations
 
 from aiohttp import web
+from yarl import URL
 
 from .config.schema import CorsConfig
 
@@ -28,7 +29,7 @@ ADMIN_PREFIX = "/admin/"
 class Cors:
     def __init__(self, config: CorsConfig) -> None:
         self.any_origin = "*" in config.allow_origins
-        self.origins = frozenset(o.rstrip("/") for o in config.allow_origins if o != "*")
+        self.origins = frozenset(normalise(o) for o in config.allow_origins if o != "*")
         self.credentials = config.allow_credentials
         self.reflect_headers = "*" in config.allow_headers
         self.headers = ", ".join(h.lower() for h in config.allow_headers if h != "*")
@@ -42,11 +43,9 @@ class Cors:
         origin = request.headers.get("origin")
         if not origin or (not self.admin and request.path.startswith(ADMIN_PREFIX)):
             return None
-        if origin in self.origins:
+        if normalise(origin) in self.origins:
             return origin
-        if self.any_origin:
-            return origin if self.credentials else "*"
-        return None
+        return "*" if self.any_origin else None  # (`*` with credentials is refused by the config)
 
     def _common(self, allow: str) -> dict[str, str]:
         out = {"access-control-allow-origin": allow, "vary": "Origin"}
@@ -72,8 +71,30 @@ class Cors:
         return web.Response(status=204, headers=headers)
 
     async def on_prepare(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
-        """`on_response_prepare`: CORS headers on every answer to an allowed origin, streams included."""
+        """`on_response_prepare`: CORS headers on every answer to an allowed origin, streams included;
+        `Vary: Origin` on every answer (a shared cache must not hand one origin's answer to another)."""
+        vary = response.headers.get("vary")
+        if not vary:
+            response.headers["vary"] = "Origin"
+        elif "origin" not in vary.lower():
+            response.headers["vary"] = f"{vary}, Origin"
+        if request.method == "OPTIONS":
+            return  # a preflight carries its own grant
         allow = self.allowed(request)
         if allow is not None:
-            response.headers.update(self._common(allow))
+            response.headers["access-control-allow-origin"] = allow
+            if self.credentials:
+                response.headers["access-control-allow-credentials"] = "true"
             response.headers["access-control-expose-headers"] = self.expose
+
+
+def normalise(origin: str) -> str:
+    """An origin as browsers send it: lower-case scheme and host, no default port, no trailing `/`."""
+    try:
+        url = URL(origin.rstrip("/"))
+    except ValueError:
+        return origin
+    if not url.scheme or not url.host:
+        return origin
+    port = "" if url.is_default_port() else f":{url.port}"
+    return f"{url.scheme.lower()}://{url.host.lower()}{port}"

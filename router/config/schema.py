@@ -38,10 +38,21 @@ class CorsConfig(_Strict):
     @field_validator("allow_origins")
     @classmethod
     def _origins(cls, v: list[str]) -> list[str]:
+        out = []
         for origin in v:
-            if origin != "*" and not origin.startswith(("http://", "https://")):
-                raise ValueError(f"{origin!r}: an origin is '*' or scheme://host[:port]")
-        return v
+            if origin != "*":
+                scheme, sep, rest = origin.partition("://")
+                if scheme.lower() not in ("http", "https") or not sep or not rest or "/" in rest.rstrip("/"):
+                    raise ValueError(f"{origin!r}: an origin is '*' or scheme://host[:port], with no path")
+            out.append(origin)
+        return out
+
+    @model_validator(mode="after")
+    def _credentials(self) -> CorsConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("allow_credentials with allow_origins '*' would let every site act with the "
+                             "user's credentials: list the origins")
+        return self
 
 
 class ServerConfig(_Strict):
