@@ -138,6 +138,7 @@ class AnthropicStream(SingleChoiceStream):
                  "_provider", "_started", "_stopped", "_thinking_blocks", "_tools", "_usage")
 
     def __init__(self, provider: str, model: str) -> None:
+        super().__init__()
         self._provider = provider
         self._model = model
         self._decoder = SSEDecoder()
@@ -152,26 +153,23 @@ class AnthropicStream(SingleChoiceStream):
         self._finished = False
         self._stopped = False
 
-    def feed(self, data: bytes) -> list[dict]:
-        return self._events(self._decoder.feed(data))
+    def _feed(self, data: bytes, out: list[dict]) -> None:
+        self._events(self._decoder.feed(data), out)
 
-    def close(self) -> list[dict]:
+    def _close(self, out: list[dict]) -> None:
         try:
-            chunks = self._events(self._decoder.close())
+            self._events(self._decoder.close(), out)
         except UpstreamError as exc:
             # an event cut in half at end of input is a truncated stream, not a garbled one
             if exc.kind is not ErrorKind.INVALID_RESPONSE or self._stopped:
                 raise
-            chunks = []
         if not self._stopped:
             raise UpstreamError(ErrorKind.STREAM_CUT,
                                 f"{self._provider}: stream ended before message_stop",
                                 code="stream_truncated")
-        return chunks
 
     # -- events -----------------------------------------------------------------------------
-    def _events(self, events: list[tuple[str | None, bytes]]) -> list[dict]:
-        chunks: list[dict] = []
+    def _events(self, events: list[tuple[str | None, bytes]], chunks: list[dict]) -> None:
         for name, data in events:
             if self._stopped:
                 break
@@ -185,7 +183,6 @@ class AnthropicStream(SingleChoiceStream):
             handler = _HANDLERS.get(kind)
             if handler is not None:  # ping and event types added later are ignored
                 handler(self, event, chunks)
-        return chunks
 
     def _on_message_start(self, event: dict, chunks: list[dict]) -> None:
         message = event.get("message")

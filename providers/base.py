@@ -71,12 +71,56 @@ class StreamTranslator:
     `feed` may raise `UpstreamError` when the vendor sends an error event mid-stream. `close` is
     called at end of input and raises `UpstreamError(STREAM_CUT)` when the stream ended without its
     terminator or finish reason (a truncated stream must never pass as a success).
+
+    A translator never loses chunks: one network read may hold content and then an error event (or
+    garbage), and the router decides between failing over and relaying by whether content was read
+    before the failure. So when an error follows chunks within one `feed`, `feed` returns those
+    chunks and holds the error back; `check`, every later `feed` and `close` raise it. An error
+    before any chunk of a read is raised at once. Subclasses call `super().__init__()` and implement
+    `_feed` and `_close`, appending each chunk to `out` as soon as it is made (never collecting into
+    a list of their own first), so that whatever preceded a failure is in `out` when it raises.
     """
 
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: Exception | None = None
+
     def feed(self, data: bytes) -> list[dict]:
-        raise NotImplementedError
+        if self._held is not None:
+            raise self._held
+        out: list[dict] = []
+        try:
+            self._feed(data, out)
+        except Exception as exc:
+            if not out:
+                raise
+            self._held = exc
+        return out
 
     def close(self) -> list[dict]:
+        """The chunks of the end of input. An error here is not held back: there is no later call
+        to raise it from, and the only chunks it can cost are those of a final event that was never
+        terminated (which the SSE standard discards at end of input anyway)."""
+        if self._held is not None:
+            raise self._held
+        out: list[dict] = []
+        self._close(out)
+        return out
+
+    def check(self) -> None:
+        """Raise the error held back by the last `feed` (its chunks were returned first), if any.
+
+        The router calls it after the chunks of a read, so a vendor that sends an error event and
+        then keeps the connection open fails now rather than at the next read or the idle timeout.
+        """
+        if self._held is not None:
+            raise self._held
+
+    def _feed(self, data: bytes, out: list[dict]) -> None:
+        raise NotImplementedError
+
+    def _close(self, out: list[dict]) -> None:
         raise NotImplementedError
 
 

@@ -308,6 +308,7 @@ class BedrockStream(SingleChoiceStream):
                  "_provider", "_started", "_tool_count", "_usage_seen")
 
     def __init__(self, provider: str, model: str) -> None:
+        super().__init__()
         self._provider = provider
         self._model = model
         self._decoder = EventStreamDecoder(provider)
@@ -320,13 +321,11 @@ class BedrockStream(SingleChoiceStream):
         self._json_blocks: set[int] = set()  # blocks of the response_format tool: streamed as content
         self._tool_count = 0
 
-    def feed(self, data: bytes) -> list[dict]:
-        chunks: list[dict] = []
-        for message in self._decoder.feed(data):
-            self._handle(message, chunks)
-        return chunks
+    def _feed(self, data: bytes, out: list[dict]) -> None:
+        for message in self._decoder.frames(data):  # one by one: a bad frame after content keeps the content
+            self._handle(message, out)
 
-    def close(self) -> list[dict]:
+    def _close(self, out: list[dict]) -> None:
         if self._decoder.pending:
             detail = "in the middle of a frame"
         elif not self._finished:
@@ -334,7 +333,7 @@ class BedrockStream(SingleChoiceStream):
         elif not self._usage_seen:
             detail = "before its metadata (usage) event"
         else:
-            return []
+            return
         raise UpstreamError(ErrorKind.STREAM_CUT, f"{self._provider}: stream ended {detail}",
                             code="stream_truncated")
 
@@ -363,8 +362,8 @@ class BedrockStream(SingleChoiceStream):
         elif event == "contentBlockDelta":
             self._block_delta(payload, chunks)
         elif event == "messageStop":
+            finish = _finish_reason(self._provider, payload.get("stopReason"))  # may fail: before any chunk
             self._start(chunks)
-            finish = _finish_reason(self._provider, payload.get("stopReason"))
             if finish == "tool_calls" and self._tool_count == 0 and self._json_blocks:
                 finish = "stop"
             self._finished = True

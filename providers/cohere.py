@@ -366,6 +366,7 @@ class CohereStream(SingleChoiceStream):
     __slots__ = ("_created", "_decoder", "_finished", "_id", "_model", "_provider", "_started", "_tools")
 
     def __init__(self, provider: str, model: str) -> None:
+        super().__init__()
         self._provider = provider
         self._model = model
         self._decoder = SSEDecoder()
@@ -375,18 +376,16 @@ class CohereStream(SingleChoiceStream):
         self._finished = False
         self._tools: dict[int, int] = {}  # Cohere tool-call index -> OpenAI index
 
-    def feed(self, data: bytes) -> list[dict]:
-        return self._events(self._decoder.feed(data))
+    def _feed(self, data: bytes, out: list[dict]) -> None:
+        self._events(self._decoder.feed(data), out)
 
-    def close(self) -> list[dict]:
-        chunks = self._events(self._decoder.close())
+    def _close(self, out: list[dict]) -> None:
+        self._events(self._decoder.close(), out)
         if not self._finished:
             raise UpstreamError(ErrorKind.STREAM_CUT, f"{self._provider}: stream ended before message-end",
                                 code="stream_truncated")
-        return chunks
 
-    def _events(self, events: list[tuple[str | None, bytes]]) -> list[dict]:
-        chunks: list[dict] = []
+    def _events(self, events: list[tuple[str | None, bytes]], chunks: list[dict]) -> None:
         for name, data in events:
             if data == b"[DONE]" or not data.strip():
                 continue
@@ -399,7 +398,6 @@ class CohereStream(SingleChoiceStream):
             if self._finished:
                 continue
             self._event(event.get("type") or name, event, chunks)
-        return chunks
 
     def _event(self, kind: str | None, event: dict, chunks: list[dict]) -> None:
         delta = event.get("delta") if isinstance(event.get("delta"), dict) else {}

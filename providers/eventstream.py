@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from .base import invalid_response
@@ -62,20 +62,26 @@ class EventStreamDecoder:
         return bool(self._buf)
 
     def feed(self, data: bytes) -> list[EventStreamMessage]:
+        return list(self.frames(data))
+
+    def frames(self, data: bytes) -> Iterator[EventStreamMessage]:
+        """Consume `data`; the completed frames are decoded one at a time as they are iterated, so a
+        corrupt frame raises only after the good frames before it were handed out."""
         self._buf += data
-        out: list[EventStreamMessage] = []
+        return self._drain()
+
+    def _drain(self) -> Iterator[EventStreamMessage]:
         while True:
             if not self._need:
                 if len(self._buf) < PRELUDE_LENGTH:
-                    break
+                    return
                 self._need = self._read_prelude()
             if len(self._buf) < self._need:
-                break
+                return
             frame = bytes(self._buf[: self._need])
             del self._buf[: self._need]
             self._need = 0
-            out.append(self._decode(frame))
-        return out
+            yield self._decode(frame)
 
     def _read_prelude(self) -> int:
         total, headers_len, crc = struct.unpack_from("!III", self._buf, 0)

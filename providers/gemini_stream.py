@@ -35,6 +35,7 @@ class GeminiStream(StreamTranslator):
                  "_provider", "_response_id", "_started", "_usage")
 
     def __init__(self, provider: str, model: str, created: int) -> None:
+        super().__init__()
         self._provider = provider
         self._model = model
         self._created = created
@@ -47,12 +48,12 @@ class GeminiStream(StreamTranslator):
         self._finished: set[int] = set()
         self._usage: dict | None = None
 
-    def feed(self, data: bytes) -> list[dict]:
-        return self._events(self._decoder.feed(data))
+    def _feed(self, data: bytes, out: list[dict]) -> None:
+        self._events(self._decoder.feed(data), out)
 
-    def close(self) -> list[dict]:
+    def _close(self, out: list[dict]) -> None:
         try:
-            chunks = self._events(self._decoder.close())
+            self._events(self._decoder.close(), out)
         except UpstreamError as exc:  # the connection closed in the middle of an event
             if exc.kind is not ErrorKind.INVALID_RESPONSE:
                 raise
@@ -60,12 +61,10 @@ class GeminiStream(StreamTranslator):
         if not self._started or not self._started <= self._finished:
             raise self._cut("stream ended before a finishReason")
         if self._usage is not None:
-            chunks.append(self._chunk([], usage=self._usage))
-        return chunks
+            out.append(self._chunk([], usage=self._usage))
 
     # -- events ----------------------------------------------------------------------------------
-    def _events(self, events: list[tuple[str | None, bytes]]) -> list[dict]:
-        chunks: list[dict] = []
+    def _events(self, events: list[tuple[str | None, bytes]], chunks: list[dict]) -> None:
         for _event, data in events:
             if not data.strip() or data == b"[DONE]":
                 continue
@@ -79,10 +78,11 @@ class GeminiStream(StreamTranslator):
                 raise invalid_response(self._provider, "stream event is not a JSON object")
             if event.get("error"):
                 raise error_from_google(self._provider, event["error"])
-            chunks.extend(self._response(event))
-        return chunks
+            self._response(event, chunks)
 
-    def _response(self, event: dict) -> list[dict]:
+    def _response(self, event: dict, chunks: list[dict]) -> None:
+        """One `GenerateContentResponse`; its chunks go to `chunks` part by part, so the text of an
+        event that then fails (a finishReason that is an error) is kept."""
         if self._id is None:
             self._response_id = str(event.get("responseId") or "")
             self._id = completion_id(event, f"chatcmpl-{uuid.uuid4().hex}")
@@ -91,10 +91,9 @@ class GeminiStream(StreamTranslator):
         check_prompt_blocked(event, self._provider)
         if "usageMetadata" in event:
             self._usage = usage_from(event["usageMetadata"])
-        chunks: list[dict] = []
         candidates = event.get("candidates")
         if not isinstance(candidates, list):
-            return chunks
+            return
         for pos, cand in enumerate(candidates):
             if not isinstance(cand, dict):
                 continue
@@ -120,7 +119,6 @@ class GeminiStream(StreamTranslator):
                 mapped = finish_reason(reason, index in self._calls, self._provider, cand.get("finishMessage"))
                 self._finished.add(index)
                 chunks.append(self._chunk([_choice(index, {}, mapped)]))
-        return chunks
 
     def _cut(self, detail: str) -> UpstreamError:
         return UpstreamError(ErrorKind.STREAM_CUT, f"{self._provider}: {detail}", code="stream_truncated")

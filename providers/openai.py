@@ -128,24 +128,23 @@ class OpenAIStream(StreamTranslator):
     __slots__ = ("_decoder", "_done", "_finished", "_provider")
 
     def __init__(self, provider: str) -> None:
+        super().__init__()
         self._provider = provider
         self._decoder = SSEDecoder()
         self._done = False
         self._finished = False
 
-    def feed(self, data: bytes) -> list[dict]:
-        return self._events(self._decoder.feed(data))
+    def _feed(self, data: bytes, out: list[dict]) -> None:
+        self._events(self._decoder.feed(data), out)
 
-    def close(self) -> list[dict]:
-        chunks = self._events(self._decoder.close())
+    def _close(self, out: list[dict]) -> None:
+        self._events(self._decoder.close(), out)
         if not self._done and not self._finished:
             raise UpstreamError(ErrorKind.STREAM_CUT,
                                 f"{self._provider}: stream ended before a finish reason or [DONE]",
                                 code="stream_truncated")
-        return chunks
 
-    def _events(self, events: list[tuple[str | None, bytes]]) -> list[dict]:
-        chunks = []
+    def _events(self, events: list[tuple[str | None, bytes]], chunks: list[dict]) -> None:
         for _event, data in events:
             if data == b"[DONE]":
                 self._done = True
@@ -168,7 +167,6 @@ class OpenAIStream(StreamTranslator):
                     if choice.get("finish_reason"):
                         self._finished = True
             chunks.append(chunk)
-        return chunks
 
 
 def _choices_ok(choices: object, member: str) -> bool:

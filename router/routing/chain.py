@@ -71,12 +71,15 @@ class OpenStream:
                 yield self.head
             if self.finished:
                 return
-            feed = self._translator.feed
+            translator = self._translator
+            feed = translator.feed
+            translator.check()  # an error read together with the first content ends the stream after it
             async for data in self._data:
                 out = feed(data)
                 if out:
                     yield out
-            tail = self._translator.close()
+                    translator.check()
+            tail = translator.close()
             if tail:
                 yield tail
         except UpstreamError as err:
@@ -181,8 +184,11 @@ class Chain:
                     if chunks:
                         head.extend(chunks)
                         if any(has_content(c) for c in chunks):
+                            # committed: an error read after this content (`feed` holds it back)
+                            # is raised by the stream once the content went out
                             finished = False
                             break
+                        translator.check()  # an error after chunks with no content: fall back now
                 if finished:
                     head.extend(translator.close())
             except UpstreamError as err:

@@ -125,6 +125,7 @@ class Stream:
     chunk_delay_s: float = 0.0
     cut_after: int | None = None  # close the socket after this many events (no terminator)
     abort: bool = True  # cut: close the socket mid-body; False ends the body cleanly but early
+    one_write: bool = False  # every event (the error event too) in one write: the router reads them together
 
     async def send(self, fake: FakeVendor, request: web.Request, events: list[bytes],
                    error_event: bytes | None = None) -> web.StreamResponse:
@@ -133,6 +134,8 @@ class Stream:
             events = events[:self.cut_after]
         elif error_event is not None:
             events = [*events, error_event]
+        if self.one_write:
+            events = [b"".join(events)]
         return await send_body(request, events, delay_s=self.chunk_delay_s,
                                abort=self.cut_after is not None and self.abort)
 

@@ -13,7 +13,8 @@ not served here: use a free port nobody listens on.
 Behaviours:
   Reply(...)            success; JSON, or an SSE stream when the request says `stream: true`
                         (`cut_after` / `error_after` / `malformed_after` / `stall_after` /
-                        `chunk_delay_s` shape the stream; `delay_s` stalls before the headers)
+                        `chunk_delay_s` / `one_write` shape the stream; `delay_s` stalls before
+                        the headers)
   Fail(status, ...)     an OpenAI error body with that status (+ optional Retry-After,
                         retry-after-ms, extra headers); `Fail(200)` is a 200 whose body is an error
   Html(status)          an HTML error page
@@ -78,7 +79,8 @@ class Reply:
     reason and no [DONE] (`abort=True` closes the socket mid-body, else the body ends cleanly);
     `error_after=N` sends an OpenAI error event after N events and ends; `malformed_after=N` sends a
     `data:` line that is not JSON after N events, then the rest; `stall_after=N` goes silent for
-    `stall_s` after N events, then sends the rest.
+    `stall_s` after N events, then sends the rest. `one_write` sends the whole body (the error or
+    garbage included) in one write, so the router reads content and fault together.
     """
 
     text: str | None = "Hello from the fake."
@@ -97,6 +99,7 @@ class Reply:
     malformed_after: int | None = None
     stall_after: int | None = None
     stall_s: float = 0.0
+    one_write: bool = False
     error: dict = field(default_factory=lambda: {"message": "The server had an error while processing your request.",
                                                  "type": "server_error", "param": None, "code": None})
 
@@ -163,7 +166,10 @@ class Reply:
         if self.malformed_after is not None:
             events.insert(self.malformed_after, MALFORMED_EVENT)
         pauses = {self.stall_after: self.stall_s} if self.stall_after is not None else None
-        return await send_body(request, [*events, *tail], delay_s=self.chunk_delay_s, pauses=pauses,
+        pieces = [*events, *tail]
+        if self.one_write:
+            pieces = [b"".join(pieces)]
+        return await send_body(request, pieces, delay_s=self.chunk_delay_s, pauses=pauses,
                                abort=self.cut_after is not None and self.abort)
 
 

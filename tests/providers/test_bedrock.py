@@ -696,8 +696,10 @@ def test_stream_odd_but_legal_shapes():
     assert result["roles"] == ["assistant"] and result["content"] == "hi"
     bad = [["messageStart", {"role": "assistant"}],
            ["contentBlockDelta", {"contentBlockIndex": 3, "delta": {"toolUse": {"input": "{}"}}}]]
+    stream = make().chat_stream(CLAUDE)
+    assert assemble(stream.feed(frames(bad)))["roles"] == ["assistant"]  # the chunk before the error, then it
     with pytest.raises(UpstreamError) as info:
-        make().chat_stream(CLAUDE).feed(frames(bad))
+        stream.close()
     assert info.value.kind is ErrorKind.INVALID_RESPONSE
     with pytest.raises(UpstreamError) as info:
         make().chat_stream(CLAUDE).feed(frames([["messageStop", {"stopReason": "malformed_tool_use"}]]))

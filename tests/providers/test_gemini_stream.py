@@ -192,8 +192,11 @@ def test_blocked_prompt_stream_is_content_policy():
 
 def test_malformed_function_call_stream_is_an_error_not_stop():
     stream = provider().chat_stream("gemini-2.5-flash")
+    chunks = stream.feed(fixture("malformed_stream.sse"))  # what came before the error, then the error
+    reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content") or "" for c in chunks)
+    assert reasoning == "**Answering**\n\nThe user wants the capital."
     with pytest.raises(UpstreamError) as err:
-        stream.feed(fixture("malformed_stream.sse"))
+        stream.close()
     assert err.value.kind is ErrorKind.INVALID_RESPONSE and err.value.code == "malformed_function_call"
 
 

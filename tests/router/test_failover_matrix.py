@@ -93,9 +93,10 @@ STREAM_BEFORE_CONTENT = [
     Fault("stall-before-content", lambda: Reply(stall_after=1, stall_s=3), 200, NO_RETRY, FALLBACK, 504, TIMEOUT,
           FAST_IDLE, says="timed out"),
 ]
-# Stream faults after content ("Hello from " was sent): committed, ends with an error event. The
-# events are paced so the fault arrives in a later read than the content (a fault read together with
-# the first content still falls back: nothing had reached the client).
+# Stream faults after content ("Hello from " was sent): committed, ends with an error event. Most
+# rows pace the events so the fault arrives in a later read than the content; the `-one-read` rows
+# send content and fault in one write, which the router reads at once: the content the vendor sent
+# is relayed all the same (never dropped and asked of the fallback again).
 PACE = 0.03
 STREAM_AFTER_CONTENT = [
     Fault("cut-after-content", lambda: Reply(cut_after=3, chunk_delay_s=PACE), 200, NO_RETRY, RETURNED, 200, UP,
@@ -104,6 +105,10 @@ STREAM_AFTER_CONTENT = [
           RETURNED, 200, UP, says="not JSON"),
     Fault("error-event-after-content", lambda: Reply(error_after=3, chunk_delay_s=PACE), 200, NO_RETRY, RETURNED,
           200, UP, says="The server had an error"),
+    Fault("error-event-after-content-one-read", lambda: Reply(error_after=3, one_write=True), 200, NO_RETRY,
+          RETURNED, 200, UP, says="The server had an error"),
+    Fault("malformed-sse-after-content-one-read", lambda: Reply(malformed_after=3, one_write=True), 200, NO_RETRY,
+          RETURNED, 200, UP, says="not JSON"),
     Fault("stall-after-content", lambda: Reply(stall_after=3, stall_s=3), 200, NO_RETRY, RETURNED, 200, TIMEOUT,
           FAST_IDLE, says="timed out"),
 ]

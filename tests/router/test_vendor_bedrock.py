@@ -330,7 +330,7 @@ async def test_fallback_from_bedrock_to_cohere(client, bedrock, cohere, stream):
     (Fail(503, "ServiceUnavailableException", "unavailable"), False, 503),
     (Drop(), False, 0),
     (Reply(exception_after=1), True, 200),  # throttlingException frame right after messageStart
-    (Reply(exception_after=2, exception=("modelStreamErrorException", "model stream broke")), True, 200),
+    (Reply(exception_after=1, exception=("modelStreamErrorException", "model stream broke")), True, 200),
     (Reply(text=None, tool_calls=[("get_weather", {"city": "Rome"})], exception_after=1,
            exception=("internalServerException", "internal")), True, 200),
     (Reply(cut_after=1), True, 200),  # socket closed after messageStart
