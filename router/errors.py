@@ -58,3 +58,15 @@ def upstream_error_response(err: UpstreamError, extra_fields: dict[str, Any] | N
                             headers: dict[str, str] | None = None) -> web.Response:
     """The error a client gets when no deployment served: the upstream's status and message."""
     return error_response(err.client_status, err.to_openai(), extra_fields, {**(headers or {}), **retry_headers(err)})
+
+
+def where(exc: BaseException) -> str:
+    """`Type at file:line` of the innermost frame that raised `exc`: enough to find a bug from one log
+    line, without a traceback (whose frames may show request data)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return type(exc).__name__
+    code = tb.tb_frame.f_code
+    return f"{type(exc).__name__} at {code.co_filename.rpartition('/')[2]}:{tb.tb_lineno} ({code.co_name})"

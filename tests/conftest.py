@@ -8,6 +8,8 @@ without installing the package and without `__init__.py` files in the test folde
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -210,6 +212,37 @@ anthropic = _fake_vendor("anthropic", "anthropic_upstream", "FakeAnthropic")
 gemini = _fake_vendor("gemini", "gemini_upstream", "FakeGemini")
 bedrock = _fake_vendor("bedrock", "bedrock_upstream", "FakeBedrock")
 cohere = _fake_vendor("cohere", "cohere_upstream", "FakeCohere")
+
+
+class LogAudit(logging.Handler):
+    """Every log record of the whole run, checked: no traceback and no key, whatever a test threw at
+    the router (hostile input included). Client keys look like `sk-…` in every test config; the fake
+    vendors' keys all hold `SECRET`."""
+
+    KEY = re.compile(r"\bsk-[A-Za-z0-9][A-Za-z0-9_-]{2,}")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.problems: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record that cannot format is not ours to judge
+            return
+        if record.exc_info or record.exc_text or "Traceback" in text:
+            self.problems.append(f"{record.name}: a traceback: {text[:200]}")
+        if self.KEY.search(text) or "SECRET" in text:  # client keys; the fake vendors' keys
+            self.problems.append(f"{record.name}: a key in the log: {self.KEY.sub('sk-…', text)[:200]}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _log_audit():
+    audit = LogAudit()
+    logging.getLogger().addHandler(audit)
+    yield audit
+    logging.getLogger().removeHandler(audit)
+    assert not audit.problems, "log lines the router must never write:\n" + "\n".join(audit.problems[:20])
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -22,6 +22,7 @@ from typing import Any
 
 from providers import ErrorKind, HttpRequest, StreamTranslator, UpstreamError
 
+from ..errors import where
 from ..upstream import Transport, UpstreamResponse
 from .call import Call, ChainFailed
 from .health import Deployment, HealthRegistry
@@ -82,13 +83,17 @@ class OpenStream:
             tail = translator.close()
             if tail:
                 yield tail
-        except UpstreamError as err:
-            if self._call.target is not None:
-                _redact(err, self._call.target)
+        except Exception as exc:  # a translator tripping on odd vendor bytes is a broken stream too
+            target = self._call.target
+            err = exc if isinstance(exc, UpstreamError) or target is None else _translation_failure(target, exc)
+            if not isinstance(err, UpstreamError):
+                raise
+            if target is not None:
+                _redact(err, target)
             self._call.attempts[-1].error = f"after the first chunk: {err.message}"
             if self._health is not None and self._dep is not None:
                 self._health.failure(self._dep, err.message)
-            raise
+            raise err from None
         finally:
             self.close()
 
@@ -361,7 +366,7 @@ def _more_relevant(best: UpstreamError | None, err: UpstreamError) -> UpstreamEr
 
 def _translation_failure(target: Target, exc: Exception) -> UpstreamError:
     """A translator tripped on a vendor body it did not expect: a broken response, not a router crash."""
-    log.warning("%s: could not translate the vendor response", target.label, exc_info=exc)
+    log.warning("%s: could not translate the vendor response: %s", target.label, where(exc))
     return UpstreamError(ErrorKind.INVALID_RESPONSE, f"{target.runtime.name}: could not translate the "
                          f"vendor response ({type(exc).__name__})", code="invalid_upstream_response")
 

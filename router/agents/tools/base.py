@@ -20,6 +20,8 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from ...errors import where
+
 log = logging.getLogger("switchboard")
 
 
@@ -124,7 +126,7 @@ async def execute(tool: Tool | None, name: str, raw_args: str | None, timeout_s:
         except TimeoutError:
             problem = f"the tool did not answer within {limit:g}s"
         except Exception as exc:  # a bug or an unexpected failure in a tool: the model is told, the run goes on
-            log.warning("agent tool %s failed", name, exc_info=exc)
+            log.warning("agent tool %s failed: %s", name, where(exc))
             problem = f"the tool failed ({type(exc).__name__})"
     latency_ms = round((time.perf_counter() - t0) * 1000.0, 3)
     if problem is not None:
