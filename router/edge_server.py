@@ -27,6 +27,8 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, HttpProcessingError, LineTooLong
 
+from .tasks import stop
+
 log = logging.getLogger("switchboard")
 
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large",
@@ -61,25 +63,31 @@ def _raw_response(status: int, code: str, message: str) -> bytes:
 
 
 class EdgeHandler(web.RequestHandler):
-    """One client connection: JSON protocol errors, and the header deadline."""
+    """One client connection: JSON protocol errors, and the header deadline (kept by `EdgeServer`)."""
 
-    def __init__(self, manager: web.Server, *, headers_s: float, **kwargs: Any) -> None:
+    def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
-        self.headers_s = headers_s
+        self.edge = manager
         self.between_requests = True  # the next bytes start a new request
-        self.header_timer: asyncio.TimerHandle | None = None
+        self.partial_since: float | None = None  # when the first byte of headers still incomplete came
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.edge.handlers.add(self)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.edge.handlers.discard(self)
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.between_requests and self.header_timer is None and data:
-            self.header_timer = asyncio.get_running_loop().call_later(self.headers_s, self._headers_late)
+        if self.between_requests and self.partial_since is None:
+            self.partial_since = self.edge.clock  # a coarse clock: no timer, no syscall per request
         super().data_received(data)
 
     def request_started(self) -> None:
         """The headers are in (the request object is being made)."""
         self.between_requests = False
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        self.partial_since = None
 
     async def finish_response(self, request: web.BaseRequest, resp: web.StreamResponse,
                               start_time: float | None) -> tuple[web.StreamResponse, bool]:
@@ -88,20 +96,14 @@ class EdgeHandler(web.RequestHandler):
         finally:
             self.between_requests = True
 
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
-        super().connection_lost(exc)
-
-    def _headers_late(self) -> None:
-        self.header_timer = None
-        if not self.between_requests or self.transport is None:
+    def headers_late(self) -> None:
+        """No complete headers within the deadline: 408, and the connection is closed."""
+        if self.transport is None:
             return
-        log.warning("closed a connection from %s: no complete request headers within %gs", self._peer(),
-                    self.headers_s)
+        headers_s = self.edge.headers_s
+        log.warning("closed a connection from %s: no complete request headers within %gs", self._peer(), headers_s)
         self.transport.write(_raw_response(408, "request_timeout",
-                                           f"the request headers did not arrive within {self.headers_s:g}s"))
+                                           f"the request headers did not arrive within {headers_s:g}s"))
         self.force_close()
 
     def _peer(self) -> str:
@@ -128,10 +130,12 @@ class EdgeHandler(web.RequestHandler):
 RequestFactory = Callable[..., web.BaseRequest]
 # After an answer that left the body unread (413, 408, 415), how long to drain it before closing.
 LINGER_S = 1.0
+SWEEP_S = 0.25  # how often the header deadline is checked (its precision)
 
 
 class EdgeServer(web.Server):
-    """aiohttp's `Server`, making `EdgeHandler`s and telling each when a request's headers are in."""
+    """aiohttp's `Server`, making `EdgeHandler`s and keeping their header deadline: one sweep every
+    `SWEEP_S` for every connection, rather than a timer armed and cancelled for every request."""
 
     def __init__(self, handler: Any, *, request_factory: RequestFactory, handler_cancellation: bool,
                  headers_s: float, **handler_kwargs: Any) -> None:
@@ -144,9 +148,30 @@ class EdgeServer(web.Server):
                          **handler_kwargs)
         self.handler_kwargs = handler_kwargs
         self.headers_s = headers_s
+        self.handlers: set[EdgeHandler] = set()
+        self.clock = 0.0
+        self.sweeper: asyncio.Task | None = None
 
     def __call__(self) -> EdgeHandler:
-        return EdgeHandler(self, loop=asyncio.get_running_loop(), headers_s=self.headers_s, **self.handler_kwargs)
+        loop = asyncio.get_running_loop()
+        if self.sweeper is None:
+            self.clock = loop.time()
+            self.sweeper = loop.create_task(self._sweep())
+        return EdgeHandler(self, loop=loop, **self.handler_kwargs)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            self.clock = now = loop.time()
+            late = now - self.headers_s
+            for handler in [h for h in self.handlers if h.partial_since is not None and h.partial_since <= late]:
+                handler.partial_since = None
+                handler.headers_late()
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        await stop(self.sweeper)
+        await super().shutdown(timeout)
 
 
 class EdgeRunner(web.AppRunner):
