@@ -32,6 +32,8 @@ def _install_uvloop() -> bool:
 
 def run_worker(loaded: LoadedConfig, host: str, port: int, reuse_port: bool) -> None:
     """Serve in this process until SIGTERM/SIGINT."""
+    for sig in (signal.SIGTERM, signal.SIGINT):  # not the supervisor's handlers, inherited by a fork
+        signal.signal(sig, signal.SIG_DFL)
     _install_uvloop()
     asyncio.run(_serve_until_stopped(loaded, host, port, reuse_port))
 
@@ -45,14 +47,15 @@ async def _serve_until_stopped(loaded: LoadedConfig, host: str, port: int, reuse
     server = loaded.config.server
     runner = EdgeRunner(app, headers_s=server.timeouts.headers_s, idle_s=server.timeouts.idle_s,
                         max_headers=server.max_headers, max_field_size=server.max_header_bytes)
-    await runner.setup()
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a stop during start-up is honoured once it is done
         loop.add_signal_handler(sig, stopped.set)
+    await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024).start()
-        await stopped.wait()
+        if not stopped.is_set():
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024).start()
+            await stopped.wait()
     finally:
         await runner.cleanup()  # stops accepting, lets requests in flight finish, then the app's cleanup
 
