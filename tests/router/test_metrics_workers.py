@@ -119,6 +119,8 @@ def test_two_workers_every_scrape_counts_everyrequest(tmp_path: Path) -> None:
         m = 10
         for _ in range(m):
             assert request(port, "POST", "/v1/chat/completions", CHAT)[0] == 200
+        # Metrics and the access log are written just after each response: wait for the log lines.
+        _wait_for(lambda: len(_pids_served(stdout)) == n + m, 5, f"{n + m} access-log lines")
         for _ in range(4):
             assert _scrape(port)["requests"] == n + m
 
