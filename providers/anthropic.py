@@ -18,6 +18,15 @@ Conventions a client can rely on:
   Anthropic-shaped `thinking` member in the request is used as is.
 * **Usage.** `prompt_tokens` = input + cache reads + cache writes; `prompt_tokens_details` has
   `cached_tokens` (reads) and `cache_creation_tokens` (writes, priced at the write rate).
+* **Server tools.** Anthropic's server tools (web search, web fetch, code execution …) run at
+  Anthropic and answer with `server_tool_use` and `*_tool_result` blocks, which have no Chat
+  Completions shape and must never look like client tool calls. A request that enables one (a
+  `tools` entry whose type is not `function`) is refused with a 400 naming it. A response that holds
+  such blocks all the same (a server tool type that reached Anthropic another way) has them skipped,
+  stream and non-stream alike, and keeps the text blocks around them; their citations and the
+  `server_tool_use` request counts of its usage are not relayed.
+* **Tools without parameters** come back with `arguments: "{}"`, never an empty text (see
+  `base.tool_arguments`).
 * **Structured output.** `response_format: json_schema` uses native `output_config.format`; with
   `options.structured_output: tool` (models without native support) a forced tool named
   `json_output__<schema name>` is used instead and its input comes back as the message content.
@@ -45,6 +54,7 @@ from .base import (
     StreamTranslator,
     invalid_response,
     load_json,
+    tool_arguments,
 )
 from .errors import UpstreamError, kind_for_status, parse_retry_after
 
@@ -131,7 +141,7 @@ def translate_message(data: Mapping[str, Any], model: str) -> dict:
         if kind == "text":
             texts.append(block.get("text") or "")
         elif kind == "tool_use":
-            arguments = orjson.dumps(block.get("input") or {}).decode()
+            arguments = tool_arguments(block.get("input"))
             if str(block.get("name", "")).startswith(JSON_TOOL_PREFIX):
                 json_tool = True
                 texts.append(arguments)
@@ -144,7 +154,7 @@ def translate_message(data: Mapping[str, Any], model: str) -> dict:
                                     "signature": block.get("signature") or ""})
         elif kind == "redacted_thinking":
             thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or ""})
-        # server tool blocks (web search, code execution …) have no OpenAI equivalent: skipped
+        # server tool blocks (server_tool_use, *_tool_result) are not client tool calls: skipped (module doc)
     stop_reason = data.get("stop_reason")
     message: dict[str, Any] = {"role": "assistant",
                                "content": "".join(texts) if texts or not tool_calls else None,

@@ -238,7 +238,8 @@ def _convert_tools(tools: Any) -> list[dict] | None:
         if not isinstance(tool, dict):
             raise bad_request(f"tools[{i}] must be an object", "tools")
         if tool.get("type", "function") != "function":
-            raise unsupported(f"tools[{i}]: only function tools are supported by Anthropic models", "tools")
+            raise unsupported(f"tools[{i}]: only function tools are supported by Anthropic models, not "
+                              f"{tool.get('type')!r} (no server tools: web search, code execution …)", "tools")
         fn = tool.get("function")
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise bad_request(f"tools[{i}].function.name is required", "tools")

@@ -9,7 +9,11 @@ mid-stream. We route on the JSON `type` (identical to the event name) and emit:
 * a first chunk `delta: {role: assistant, content: ""}` at `message_start`;
 * `content` deltas for text, `reasoning_content` deltas for thinking;
 * `tool_calls` deltas whose `index` counts tool_use blocks in order (not Anthropic's block index):
-  the first fragment carries id/type/name and `arguments: ""`, later ones argument pieces;
+  the first fragment carries id/type/name and `arguments: ""`, later ones argument pieces (a tool
+  without parameters streams no piece, or an empty one: it ends with `"{}"`, see
+  `base.StreamedArguments`);
+* nothing for server tool blocks (`server_tool_use` and the `*_tool_result` blocks, see
+  `anthropic.py`): only `tool_use` blocks are client tool calls;
 * one `thinking_blocks` delta holding every thinking and redacted block of the message, signatures
   included, just before the finish chunk, so a client can replay them exactly (see
   `anthropic_request`). Sent once and whole because the openai SDK's stream accumulator
@@ -232,14 +236,19 @@ class AnthropicStream(SingleChoiceStream):
             chunks.append(self._chunk({"reasoning_content": delta["thinking"]}))
         elif kind == "signature_delta" and state is not None:
             state.signature.append(delta.get("signature") or "")
-        elif kind == "input_json_delta" and state is not None and delta.get("partial_json"):
-            state.args_sent = True
-            piece = delta["partial_json"]
-            if state.json_tool:
-                chunks.append(self._chunk({"content": piece}))
-            else:
-                chunks.append(self._chunk({"tool_calls": [{"index": state.tool_index,
-                                                           "function": {"arguments": piece}}]}))
+        elif kind == "input_json_delta":
+            self._on_input_json(state, delta.get("partial_json"), chunks)
+
+    def _on_input_json(self, state: _Block | None, piece: Any, chunks: list[dict]) -> None:
+        """A piece of a tool_use block's input; a server tool's input is no client tool call's."""
+        if state is None or state.kind != "tool_use" or not piece:
+            return
+        state.args_sent = True
+        if state.json_tool:
+            chunks.append(self._chunk({"content": piece}))
+        else:
+            chunks.append(self._chunk({"tool_calls": [{"index": state.tool_index,
+                                                       "function": {"arguments": piece}}]}))
 
     def _on_block_stop(self, event: dict, chunks: list[dict]) -> None:
         state = self._blocks.pop(event.get("index", -1), None)

@@ -79,12 +79,16 @@ class StreamTranslator:
     before any chunk of a read is raised at once. Subclasses call `super().__init__()` and implement
     `_feed` and `_close`, appending each chunk to `out` as soon as it is made (never collecting into
     a list of their own first), so that whatever preceded a failure is in `out` when it raises.
+
+    Every translator's output passes through `StreamedArguments` here, so a tool call that streamed
+    no argument text ends with `"{}"` whatever the vendor (see `tool_arguments`).
     """
 
-    __slots__ = ("_held",)
+    __slots__ = ("_arguments", "_held")
 
     def __init__(self) -> None:
         self._held: Exception | None = None
+        self._arguments = StreamedArguments()
 
     def feed(self, data: bytes) -> list[dict]:
         if self._held is not None:
@@ -96,6 +100,7 @@ class StreamTranslator:
             if not out:
                 raise
             self._held = exc
+        self._arguments.complete(out)
         return out
 
     def close(self) -> list[dict]:
@@ -106,6 +111,7 @@ class StreamTranslator:
             raise self._held
         out: list[dict] = []
         self._close(out)
+        self._arguments.complete(out)
         return out
 
     def check(self) -> None:
@@ -122,6 +128,88 @@ class StreamTranslator:
 
     def _close(self, out: list[dict]) -> None:
         raise NotImplementedError
+
+
+def tool_arguments(value: Any) -> str:
+    """A finished tool call's OpenAI `arguments`: always the text of a JSON object.
+
+    Clients run `json.loads(arguments)` on it and expect an object, while vendors send nothing at all,
+    an empty text or `null` for a tool that takes no parameters; all of those become `"{}"`. Text is
+    otherwise kept as the vendor sent it, and a parsed input (Anthropic, Bedrock, Gemini) is dumped.
+    Every non-stream translator builds its tool calls' arguments with this; streams get the same rule
+    from `StreamedArguments`.
+    """
+    if isinstance(value, str):
+        return "{}" if value.strip() in ("", "null") else value
+    if value is None:
+        return "{}"
+    return orjson.dumps(value).decode()
+
+
+class StreamedArguments:
+    """The stream side of `tool_arguments`, applied by `StreamTranslator` to every chunk it returns.
+
+    A streamed call's arguments are the concatenation of its deltas, so a call that received no
+    argument text by its choice's finish chunk would reach the client as `""`. This remembers, per
+    (choice, call index), whether any argument text arrived, and just before a finish chunk adds an
+    argument delta `"{}"` for each call of that choice still without one (into the finish chunk's own
+    delta when the call starts there), so a client accumulating the deltas ends with `"{}"`.
+    """
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[int, int], bool] = {}  # (choice, call index) -> argument text seen
+
+    def complete(self, chunks: list[dict]) -> None:
+        i = 0
+        while i < len(chunks):
+            chunk = chunks[i]
+            fillers: list[dict] = []
+            for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict):
+                    continue
+                delta = choice.get("delta")
+                calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+                if calls:
+                    self._note(choice.get("index", 0), calls)
+                if choice.get("finish_reason") and self._calls:
+                    fillers += self._finish(chunk, choice.get("index", 0), calls or [])
+            chunks[i:i] = fillers
+            i += len(fillers) + 1
+
+    def _note(self, choice: int, calls: list) -> None:
+        for call in calls:
+            index = call.get("index") if isinstance(call, dict) else None
+            if not isinstance(index, int):
+                continue
+            fn = call.get("function")
+            if not isinstance(fn, dict):  # not a function call (a custom tool's `input`): nothing to fill
+                self._calls[(choice, index)] = True
+                continue
+            text = fn.get("arguments")
+            if isinstance(text, str) and text.strip():
+                self._calls[(choice, index)] = True
+            else:
+                self._calls.setdefault((choice, index), False)
+
+    def _finish(self, chunk: dict, choice: int, calls: list) -> list[dict]:
+        """The filler chunks for `choice`, which `chunk` finishes; its calls are forgotten."""
+        empty = [index for (c, index), seen in self._calls.items() if c == choice and not seen]
+        for key in [key for key in self._calls if key[0] == choice]:
+            del self._calls[key]
+        fillers = []
+        for index in empty:
+            here = next((c for c in calls if isinstance(c, dict) and c.get("index") == index), None)
+            if here is not None:  # the call starts in the finish chunk itself
+                fn = here.get("function")
+                here["function"] = {**(fn if isinstance(fn, dict) else {}), "arguments": "{}"}
+                continue
+            head = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+            fillers.append({**head, "choices": [{
+                "index": choice, "delta": {"tool_calls": [{"index": index, "function": {"arguments": "{}"}}]},
+                "finish_reason": None, "logprobs": None}]})
+        return fillers
 
 
 class SingleChoiceStream(StreamTranslator):

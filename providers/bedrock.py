@@ -37,6 +37,7 @@ from .base import (
     embedding_list,
     invalid_response,
     load_json,
+    tool_arguments,
 )
 from .bedrock_request import JSON_TOOL, build_converse, build_embeddings, embedding_family, output_limit
 from .cohere_embed import billed_input_tokens, float_embeddings
@@ -181,7 +182,7 @@ class BedrockProvider(Provider):
                 text.append(block["text"])
             elif isinstance(block.get("toolUse"), dict):
                 use = block["toolUse"]
-                arguments = orjson.dumps(use.get("input", {})).decode()
+                arguments = tool_arguments(use.get("input"))
                 if use.get("name") == JSON_TOOL:
                     json_content = arguments
                 else:

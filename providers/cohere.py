@@ -8,7 +8,9 @@ before it gets here: `n > 1` (fanned out), `logprobs` (Cohere's are per-token id
 `logit_bias`, legacy functions and OpenAI-only features (`verbosity` is accepted and ignored). Assistant
 text that accompanies tool calls goes to Cohere's `tool_plan`, and a returned `tool_plan` comes back as
 `reasoning_content`, which is what it is.
-A `finish_reason` of `ERROR`/`TIMEOUT` is a failure, never a finished answer.
+A `finish_reason` of `ERROR`/`TIMEOUT` is a failure, never a finished answer. A tool call without
+arguments (empty or `null`) comes back with `"{}"` (`base.tool_arguments`), and usage is the billed
+units, with `cached_tokens` only where Cohere's raw cached count must cover billed tokens (`cohere_usage`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .base import (
     embedding_list,
     invalid_response,
     load_json,
+    tool_arguments,
 )
 from .cohere_embed import billed_input_tokens, embed_body, float_embeddings
 from .errors import (
@@ -125,7 +128,8 @@ class CohereProvider(Provider):
         for call in msg.get("tool_calls") or []:
             fn = call.get("function") or {}
             tool_calls.append({"id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                               "function": {"name": fn.get("name") or "", "arguments": fn.get("arguments") or "{}"}})
+                               "function": {"name": fn.get("name") or "",
+                                            "arguments": tool_arguments(fn.get("arguments"))}})
         usage = cohere_usage(data["usage"]) if isinstance(data.get("usage"), dict) else None
         return chat_completion(model, text, tool_calls, reasoning, finish, usage, data.get("id"))
 
@@ -324,23 +328,37 @@ def _tool(tool: Any, i: int) -> dict:
 
 # -- responses --------------------------------------------------------------------------------
 def cohere_usage(usage: Mapping[str, Any]) -> dict:
-    """Billed units when present (what the invoice counts), else raw token counts."""
+    """Billed units when present (what the invoice counts), else raw token counts.
+
+    Cohere's `cached_tokens` ("prompt tokens that hit the inference cache") counts *raw* tokens, the
+    scale of `tokens.input_tokens`, which includes the prompt template and tool definitions Cohere
+    adds and does not bill; `billed_units.input_tokens` counts only the caller's tokens. OpenAI's
+    `cached_tokens` is a part of `prompt_tokens` (the billed figure), so only the cached tokens that
+    are certainly billed ones are reported: cached + billed - raw, at least 0 (the overlap left
+    when every unbilled raw token is one of the cached ones). Capping the raw figure at the billed
+    one instead reported every prompt token as cached on nearly every call; without the raw input
+    count the two cannot be related and nothing is reported as cached.
+    """
     billed = usage.get("billed_units") or {}
     tokens = usage.get("tokens") or {}
 
-    def pick(key: str) -> int:
-        value = billed.get(key)
-        if value is None:
-            value = tokens.get(key)
-        return int(value or 0)
+    def count(source: Mapping[str, Any], key: str) -> int | None:
+        value = source.get(key)
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
-    prompt, completion = pick("input_tokens"), pick("output_tokens")
+    raw_prompt = count(tokens, "input_tokens")
+    prompt = count(billed, "input_tokens")
+    if prompt is None:
+        prompt = raw_prompt or 0
+    completion = count(billed, "output_tokens")
+    if completion is None:
+        completion = count(tokens, "output_tokens") or 0
     result: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
                               "total_tokens": prompt + completion}
-    if usage.get("cached_tokens") is not None:
-        # Cohere counts cached raw tokens, which can exceed the billed input; OpenAI's cached_tokens
-        # is a part of prompt_tokens, so it is capped there (else pricing would bill tokens twice).
-        result["prompt_tokens_details"] = {"cached_tokens": min(int(usage["cached_tokens"]), prompt)}
+    cached = count(usage, "cached_tokens")
+    if cached is not None:
+        overlap = cached + prompt - raw_prompt if raw_prompt is not None else 0
+        result["prompt_tokens_details"] = {"cached_tokens": max(0, min(overlap, prompt))}
     return result
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from .base import tool_arguments
 from .errors import ErrorKind, UpstreamError, kind_for_status, parse_retry_after
 from .gemini_request import encode_tool_call_id, synth_tool_call_id
 
@@ -77,7 +78,7 @@ def translate_parts(parts: list, response_id: str, candidate: int, first_call: i
         if isinstance(call, dict):
             name = str(call.get("name") or "")
             args = call.get("args")
-            arguments = orjson.dumps(args if isinstance(args, dict) else {}).decode()
+            arguments = tool_arguments(args if isinstance(args, dict) else None)
             base = call.get("id") or synth_tool_call_id(response_id, candidate, index, name, arguments)
             pieces.append(("tool_call", {
                 "index": index,

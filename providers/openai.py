@@ -3,6 +3,12 @@
 The canonical format *is* OpenAI's, so this translator is nearly a passthrough: it sets the vendor
 model, asks for usage at the end of streams, and checks what comes back (a 2xx body that is not a
 chat completion, an error event mid-stream and a stream cut short are all failures, never success).
+
+What OpenAI-compatible vendors do differently from OpenAI is made right on the way back, for every
+preset alike: a tool call without `"type": "function"` (Mistral) gets it, tool-call arguments that are
+empty or `null` become `"{}"` (`base.tool_arguments`; streams: `base.StreamedArguments`), and a
+`"usage": null` member on a stream chunk is dropped (OpenAI's chunks carry none unless the client asked
+for usage; the usage chunk that ends a stream keeps its counts).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import ClassVar
 
 import orjson
 
-from .base import Capabilities, HttpRequest, Provider, StreamTranslator, invalid_response, load_json
+from .base import Capabilities, HttpRequest, Provider, StreamTranslator, invalid_response, load_json, tool_arguments
 from .errors import ErrorKind, UpstreamError, kind_for_status
 from .sse import SSEDecoder
 
@@ -108,6 +114,13 @@ class OpenAIProvider(Provider):
             raise invalid_response(self.name, "missing 'choices'")
         if not _choices_ok(data["choices"], "message"):
             raise invalid_response(self.name, "each choice must be an object with a 'message' object")
+        for choice in data["choices"]:
+            for call in _tool_calls(choice.get("message")):
+                if call.get("type") is None:
+                    call["type"] = "function"
+                fn = call.get("function")
+                if isinstance(fn, dict):
+                    fn["arguments"] = tool_arguments(fn.get("arguments"))
         data.setdefault("object", "chat.completion")
         return data
 
@@ -159,6 +172,8 @@ class OpenAIStream(StreamTranslator):
                 raise invalid_response(self._provider, "stream event is not a JSON object")
             if chunk.get("error"):
                 raise error_from_object(self._provider, chunk["error"])
+            if "usage" in chunk and chunk["usage"] is None:
+                del chunk["usage"]
             choices = chunk.get("choices")
             if choices:
                 if not _choices_ok(choices, "delta"):
@@ -166,7 +181,16 @@ class OpenAIStream(StreamTranslator):
                 for choice in choices:
                     if choice.get("finish_reason"):
                         self._finished = True
+                    for call in _tool_calls(choice.get("delta")):
+                        if call.get("id") and call.get("type") is None:  # a call's first fragment
+                            call["type"] = "function"
             chunks.append(chunk)
+
+
+def _tool_calls(message: object) -> list[dict]:
+    """The tool-call objects of a message or delta (nothing when it has none or they are malformed)."""
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
 
 
 def _choices_ok(choices: object, member: str) -> bool:

@@ -17,7 +17,9 @@ Behaviours:
                  (`event:` + `data:` lines, `ping`s included); `stream=Stream(cut_after=...)` or
                  `error_after` break it
   Fail(status)   an Anthropic error body (type from the status: 529 -> overloaded_error, ...)
-Content blocks for `Message(content=[...])`: `text`, `tool_use`, `thinking`, `redacted`.
+Content blocks for `Message(content=[...])`: `text`, `tool_use`, `thinking`, `redacted`, and the blocks
+of a server tool run at Anthropic, `server_tool_use` and `web_search_result`. Streamed tool input starts
+with an empty `input_json_delta`, as Anthropic's does, and a tool called without input sends only that.
 """
 
 from __future__ import annotations
@@ -54,6 +56,19 @@ def tool_use(name: str, arguments: dict, id: str | None = None) -> dict:
 
 def thinking(value: str, sig: str | None = None) -> dict:
     return {"type": "thinking", "thinking": value, "signature": sig or signature("claude")}
+
+
+def server_tool_use(name: str, arguments: dict, id: str | None = None) -> dict:
+    """A server tool's call (web search, web fetch, code execution): Anthropic runs it itself."""
+    return {"type": "server_tool_use", "id": id or f"srvtoolu_01Fake{next_id():04d}", "name": name,
+            "input": arguments}
+
+
+def web_search_result(tool_use_id: str, *pages: tuple[str, str]) -> dict:
+    """The `web_search_tool_result` block answering `tool_use_id`: one result per (url, title)."""
+    return {"type": "web_search_tool_result", "tool_use_id": tool_use_id, "content": [
+        {"type": "web_search_result", "url": url, "title": title, "encrypted_content": signature("page"),
+         "page_age": "April 30, 2025"} for url, title in pages]}
 
 
 def redacted(data: str | None = None) -> dict:
@@ -102,16 +117,17 @@ class Message:
             kind = block["type"]
             opening = {"text": {"type": "text", "text": ""},
                        "thinking": {"type": "thinking", "thinking": "", "signature": ""},
-                       "tool_use": {**block, "input": {}}}.get(kind, block)
+                       "tool_use": {**block, "input": {}},
+                       "server_tool_use": {**block, "input": {}}}.get(kind, block)
             out.append({"type": "content_block_start", "index": i, "content_block": opening})
             if kind == "text":
                 deltas = [{"type": "text_delta", "text": p} for p in split(block["text"], self.pieces)]
             elif kind == "thinking":
                 deltas = [{"type": "thinking_delta", "thinking": p} for p in split(block["thinking"], self.pieces)]
                 deltas.append({"type": "signature_delta", "signature": block["signature"]})
-            elif kind == "tool_use":
-                args = orjson.dumps(block["input"]).decode()
-                deltas = [{"type": "input_json_delta", "partial_json": p} for p in split(args, self.pieces)]
+            elif kind in ("tool_use", "server_tool_use"):
+                pieces = split(orjson.dumps(block["input"]).decode(), self.pieces) if block["input"] else []
+                deltas = [{"type": "input_json_delta", "partial_json": p} for p in ["", *pieces]]
             else:
                 deltas = []
             out += [{"type": "content_block_delta", "index": i, "delta": d} for d in deltas]

@@ -77,9 +77,11 @@ class Reply:
     """A Cohere chat answer; SSE events when the request says `stream: true`.
 
     `tool_calls` are `(name, arguments_json)` pairs (ids `<name>_<i>abc`), `tool_plan` is the text Cohere
-    sends with them. `finish_reason` defaults to TOOL_CALL/COMPLETE; ERROR/TIMEOUT send `error`. In a
-    stream, `cut_after=N` ends after N events (`abort` closes the socket, else the body ends cleanly), and
-    `pause_s` waits before the last event sent (so the ones ahead reach the router in an earlier read).
+    sends with them. A stream's `tool-call-start` carries `arguments: ""` and the arguments follow in
+    `tool-call-delta`s: none for empty arguments (a tool without parameters). `finish_reason` defaults
+    to TOOL_CALL/COMPLETE; ERROR/TIMEOUT send `error`. In a stream, `cut_after=N` ends after N events
+    (`abort` closes the socket, else the body ends cleanly), and `pause_s` waits before the last event
+    sent (so the ones ahead reach the router in an earlier read).
     """
 
     text: str | None = "Hello from Cohere."
@@ -123,7 +125,7 @@ class Reply:
                 start = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
                 out.append(_sse({"type": "tool-call-start", "index": i, "delta": {"message": {"tool_calls": start}}}))
                 out += [_sse({"type": "tool-call-delta", "index": i, "delta": {"message": {"tool_calls": {
-                    "function": {"arguments": f}}}}}) for f in split(call["function"]["arguments"], 3)]
+                    "function": {"arguments": f}}}}}) for f in split(call["function"]["arguments"], 3) if f]
                 out.append(_sse({"type": "tool-call-end", "index": i}))
         elif self.text:
             out.append(_sse({"type": "content-start", "index": 0, "delta": {"message": {"content": {

@@ -81,6 +81,10 @@ class Reply:
     `data:` line that is not JSON after N events, then the rest; `stall_after=N` goes silent for
     `stall_s` after N events, then sends the rest. `one_write` sends the whole body (the error or
     garbage included) in one write, so the router reads content and fault together.
+
+    Quirks of OpenAI-compatible vendors: `typed_calls=False` leaves `"type": "function"` out of tool
+    calls (Mistral), `null_usage=True` puts `"usage": null` on every chunk even when usage was not
+    asked for.
     """
 
     text: str | None = "Hello from the fake."
@@ -100,6 +104,8 @@ class Reply:
     stall_after: int | None = None
     stall_s: float = 0.0
     one_write: bool = False
+    typed_calls: bool = True
+    null_usage: bool = False
     error: dict = field(default_factory=lambda: {"message": "The server had an error while processing your request.",
                                                  "type": "server_error", "param": None, "code": None})
 
@@ -107,7 +113,8 @@ class Reply:
         return self.finish_reason or ("tool_calls" if self.tool_calls else "stop")
 
     def _calls(self) -> list[dict]:
-        return [{"id": f"call_{i}abc", "type": "function", "function": {"name": name, "arguments": args}}
+        typed = {"type": "function"} if self.typed_calls else {}
+        return [{"id": f"call_{i}abc", **typed, "function": {"name": name, "arguments": args}}
                 for i, (name, args) in enumerate(self.tool_calls)]
 
     def completion(self, model: str) -> dict:
@@ -125,7 +132,7 @@ class Reply:
     def events(self, model: str, include_usage: bool) -> list[bytes]:
         base = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": model, "service_tier": "default", "system_fingerprint": "fp_fake"}
-        if include_usage:
+        if include_usage or self.null_usage:
             base["usage"] = None
 
         def chunk(index: int, delta: dict, finish: str | None = None) -> bytes:
@@ -140,10 +147,11 @@ class Reply:
                 out.extend(chunk(i, {"content": p}) for p in self.pieces or words(self.text))
             for k, call in enumerate(self._calls()):
                 fn = call["function"]
-                out.append(chunk(i, {"tool_calls": [{"index": k, "id": call["id"], "type": "function",
+                head = {k: v for k, v in call.items() if k != "function"}
+                out.append(chunk(i, {"tool_calls": [{"index": k, **head,
                                                      "function": {"name": fn["name"], "arguments": ""}}]}))
                 out.extend(chunk(i, {"tool_calls": [{"index": k, "function": {"arguments": p}}]})
-                           for p in split(fn["arguments"], self.arg_pieces))
+                           for p in split(fn["arguments"], self.arg_pieces) if p)
             out.append(chunk(i, {}, self._finish()))
         if include_usage and self.usage is not None:
             out.append(_dumps({**base, "choices": [], "usage": self.usage}))

@@ -11,7 +11,17 @@ import json
 
 import openai
 import pytest
-from fakes.anthropic_upstream import Fail, Message, redacted, text, thinking, tool_use
+from fakes.anthropic_upstream import (
+    DEFAULT_USAGE,
+    Fail,
+    Message,
+    redacted,
+    server_tool_use,
+    text,
+    thinking,
+    tool_use,
+    web_search_result,
+)
 from fakes.base import Stream
 from fakes.gemini_upstream import Fail as GeminiFail
 from fakes.openai_upstream import SECRET
@@ -19,6 +29,7 @@ from genai_prices import Usage, calc_price
 from pydantic import BaseModel
 from support.vendor_chat import (
     ask,
+    ask_dict,
     assert_relayed_error,
     calls_of,
     collect,
@@ -40,6 +51,8 @@ WEATHER = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
     "type": "object", "properties": {"zone": {"type": "string"}}}}}
+NOW = {"type": "function", "function": {"name": "now", "description": "The current time",
+                                        "parameters": {"type": "object", "properties": {}}}}
 
 
 @pytest.fixture
@@ -170,6 +183,40 @@ async def test_parallel_tool_calls_stream_equals_non_stream(anthropic, client):
     assert whole_reason == streamed_reason == "tool_calls"
     assert all(b["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
                for b in anthropic.bodies())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_tool_without_parameters_has_empty_object_arguments(anthropic, client, stream):
+    """Anthropic streams a parameterless call's input as one empty `input_json_delta`: the client
+    still gets `"{}"`, which it can parse and send back in the next turn."""
+    anthropic.queue("claude", Message(content=[tool_use("now", {})]), Message(content=[text("It is noon.")]))
+    message, reason, _ = await ask(client, stream, model=M, messages=USER, tools=[NOW])
+    [call] = message.tool_calls
+    assert reason == "tool_calls" and call.function.arguments == "{}" and json.loads(call.function.arguments) == {}
+    history = [*USER, message.to_dict(), {"role": "tool", "tool_call_id": call.id, "content": "12:00"}]
+    message, _, _ = await ask(client, stream, model=M, messages=history, tools=[NOW])
+    assert message.content == "It is noon."
+    assert anthropic.bodies("claude")[1]["messages"][1]["content"] == [
+        {"type": "tool_use", "id": call.id, "name": "now", "input": {}}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_server_tool_blocks_never_become_tool_calls(anthropic, client, stream):
+    search = server_tool_use("web_search", {"query": "weather Paris"})
+    anthropic.queue("claude", Message(content=[
+        text("Searching."), search, web_search_result(search["id"], ("https://weather.example/paris", "Paris")),
+        text(" Sunny, 24 °C.")], usage={**DEFAULT_USAGE, "server_tool_use": {
+            "web_search_requests": 1, "web_fetch_requests": 0}}))
+    message, reason, _ = await ask_dict(client, stream, model=M, messages=USER)
+    assert (message["content"], reason) == ("Searching. Sunny, 24 °C.", "stop")
+    assert not message.get("tool_calls")
+
+
+async def test_request_enabling_a_server_tool_is_refused(anthropic, client):
+    err = await status_error(client, False, model=M, messages=USER,
+                             tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}])
+    assert err.status_code == 400 and "web_search_20250305" in err.body["message"]
+    assert anthropic.calls() == []
 
 
 # -- output shape ---------------------------------------------------------------------------------

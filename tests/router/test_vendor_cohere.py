@@ -41,6 +41,7 @@ USER = [{"role": "user", "content": "Hi"}]
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather in a city",
     "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}]
+NOW = {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}
 
 
 @pytest.fixture
@@ -153,6 +154,25 @@ async def test_parallel_tool_calls(client, cohere, stream):
         "get_weather_0abc", "get_weather_1abc"]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_tool_without_parameters_has_empty_object_arguments(client, cohere, stream):
+    """Streamed, Cohere opens the call with `arguments: ""` and sends no delta: the client gets "{}"."""
+    cohere.queue(Reply(tool_calls=[("now", "")]), Reply(text="It is noon."))
+    message, finish, _ = await ask(client, stream, messages=USER, tools=[NOW])
+    [call] = message["tool_calls"]
+    assert finish == "tool_calls" and json.loads(call["function"]["arguments"]) == {}
+    history = [*USER, message, {"role": "tool", "tool_call_id": call["id"], "content": "12:00"}]
+    answer, _, _ = await ask(client, stream, messages=history, tools=[NOW])
+    assert answer["content"] == "It is noon."
+    assert cohere.calls()[1].body["messages"][1]["tool_calls"][0]["function"]["arguments"] == "{}"
+
+
+async def test_null_tool_arguments_become_an_empty_object(client, cohere):
+    cohere.queue(Reply(tool_calls=[("now", "null")]))
+    resp = await client.chat.completions.create(model=M, messages=USER, tools=[NOW])
+    assert json.loads(resp.choices[0].message.tool_calls[0].function.arguments) == {}
+
+
 class Person(BaseModel):
     name: str
     born: int
@@ -190,12 +210,15 @@ async def test_usage_totals_are_the_billed_units(client, cohere, stream, model, 
     assert billed["cached_tokens"] == 0 and billed["cost_usd"] == pytest.approx(cost, rel=1e-9)
 
 
-async def test_cached_tokens_never_exceed_billed_prompt_tokens(client, cohere):
+@pytest.mark.parametrize("stream", [False, True])
+async def test_cached_raw_tokens_are_not_billed_prompt_tokens(client, cohere, stream):
+    """Cohere's `cached_tokens` counts raw tokens (its template included), not the billed 12."""
     cohere.queue(Reply(usage={"billed_units": {"input_tokens": 12, "output_tokens": 40},
                               "tokens": {"input_tokens": 500, "output_tokens": 40}, "cached_tokens": 384}))
-    resp = await client.chat.completions.create(model=M, messages=USER)
-    billed = resp.model_extra["extra_fields"]["billed_usage"]
-    assert billed["cached_tokens"] <= billed["prompt_tokens"] == 12
+    reported, extra = await usage_and_extra(client, stream, model=M, messages=USER)
+    assert reported.prompt_tokens == 12 and reported.prompt_tokens_details.cached_tokens == 0
+    billed = extra["billed_usage"]
+    assert (billed["prompt_tokens"], billed["cached_tokens"]) == (12, 0)
     assert billed["cost_usd"] == pytest.approx((12 * 2.5 + 40 * 10) / 1e6, rel=1e-9)
 
 
