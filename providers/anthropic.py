@@ -23,8 +23,12 @@ Conventions a client can rely on:
   Completions shape and must never look like client tool calls. A request that enables one (a
   `tools` entry whose type is not `function`) is refused with a 400 naming it. A response that holds
   such blocks all the same (a server tool type that reached Anthropic another way) has them skipped,
-  stream and non-stream alike, and keeps the text blocks around them; their citations and the
-  `server_tool_use` request counts of its usage are not relayed.
+  stream and non-stream alike, and keeps the text blocks around them (their citations included, see
+  **Citations**); the web searches of its usage are relayed as `usage.server_tool_use`, for billing.
+* **Citations.** The `citations` of text blocks (of documents, search results and web search
+  results) come back spanning the block's text in the content: those of a URL as `url_citation`s in
+  `message.annotations`, the others as `document_citation`s in `message.document_citations` (see
+  `citations.py`). Streams send them in one delta just before the finish chunk.
 * **Tools without parameters** come back with `arguments: "{}"`, never an empty text (see
   `base.tool_arguments`).
 * **Structured output.** `response_format: json_schema` uses native `output_config.format`; with
@@ -56,6 +60,7 @@ from .base import (
     load_json,
     tool_arguments,
 )
+from .citations import anthropic_citation, citation_members, citations_over
 from .errors import UpstreamError, kind_for_status, parse_retry_after
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -135,11 +140,14 @@ def translate_message(data: Mapping[str, Any], model: str) -> dict:
     tool_calls: list[dict] = []
     reasoning: list[str] = []
     thinking_blocks: list[dict] = []
+    citations: list[dict] = []
     json_tool = False
     for block in data["content"]:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
+            start = sum(map(len, texts))  # the block's place in the content: its citations' span
             texts.append(block.get("text") or "")
+            citations += citations_over(anthropic_citation, block.get("citations"), start, start + len(texts[-1]))
         elif kind == "tool_use":
             arguments = tool_arguments(block.get("input"))
             if str(block.get("name", "")).startswith(JSON_TOOL_PREFIX):
@@ -164,6 +172,7 @@ def translate_message(data: Mapping[str, Any], model: str) -> dict:
         message["refusal"] = details["explanation"]
     if tool_calls:
         message["tool_calls"] = tool_calls
+    message.update(citation_members(citations))
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
     if thinking_blocks:

@@ -18,6 +18,9 @@ mid-stream. We route on the JSON `type` (identical to the event name) and emit:
   included, just before the finish chunk, so a client can replay them exactly (see
   `anthropic_request`). Sent once and whole because the openai SDK's stream accumulator
   (`client.chat.completions.stream`) cannot merge a second list delta without `index` members;
+* one delta, for the same reason, with the citations of the text blocks (`citations_delta` events,
+  and any a block opens with) as `annotations` and `document_citations`, each over its block's span of
+  the content (see `citations.py`), just before the finish chunk as well;
 * the finish chunk at `message_delta`, and a usage chunk with `choices: []` at `message_stop`
   (always, whatever `stream_options` said: the router needs it for accounting and may drop it).
 
@@ -34,8 +37,9 @@ from typing import Any
 import orjson
 
 from .anthropic_request import JSON_TOOL_PREFIX
-from .base import SingleChoiceStream, invalid_response
-from .errors import ErrorKind, UpstreamError, kind_for_status
+from .base import SingleChoiceStream, cached_prompt_usage, invalid_response
+from .citations import StreamCitations, anthropic_citation
+from .errors import ErrorKind, UpstreamError, is_context_window, kind_for_status
 from .sse import SSEDecoder
 
 FINISH_REASONS: dict[str, str] = {
@@ -56,7 +60,6 @@ _ERROR_KINDS: dict[str, ErrorKind] = {
     "overloaded_error": ErrorKind.OVERLOADED,
     "timeout_error": ErrorKind.TIMEOUT,
 }
-_CONTEXT_WINDOW = re.compile(r"prompt is too long|exceed\w* (the )?context|context (window|limit)", re.I)
 _CONTENT_POLICY = re.compile(r"content filtering policy|usage policy", re.I)
 # Anthropic names the failing field first ("temperature: Input should be ..."): map it back to ours.
 _PARAMS = {"messages": "messages", "system": "messages", "max_tokens": "max_tokens",
@@ -81,20 +84,20 @@ def openai_usage(usage: Mapping[str, Any]) -> dict:
     """Anthropic usage -> OpenAI usage.
 
     Anthropic's `input_tokens` excludes cached tokens, so the prompt is input + cache reads + cache
-    writes; reads are OpenAI's `cached_tokens`, writes go to `cache_creation_tokens` so billing can
-    price them at the write rate rather than bill them twice or not at all.
+    writes (`base.cached_prompt_usage`); `cache_creation.ephemeral_1h_input_tokens`, the writes kept
+    for an hour, are billed at their own rate and so reported apart as well.
     """
-    read = _count(usage, "cache_read_input_tokens")
-    write = _count(usage, "cache_creation_input_tokens")
-    prompt = _count(usage, "input_tokens") + read + write
-    completion = _count(usage, "output_tokens")
-    out: dict[str, Any] = {
-        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": read, "cache_creation_tokens": write},
-    }
+    by_ttl = usage.get("cache_creation")
+    one_hour = _count(by_ttl, "ephemeral_1h_input_tokens") if isinstance(by_ttl, Mapping) else 0
+    out: dict[str, Any] = cached_prompt_usage(
+        _count(usage, "input_tokens"), _count(usage, "cache_read_input_tokens"),
+        _count(usage, "cache_creation_input_tokens"), one_hour, _count(usage, "output_tokens"))
     details = usage.get("output_tokens_details")
     if isinstance(details, dict) and isinstance(details.get("thinking_tokens"), int):
         out["completion_tokens_details"] = {"reasoning_tokens": details["thinking_tokens"]}
+    searches = usage.get("server_tool_use")
+    if isinstance(searches, dict) and _count(searches, "web_search_requests"):
+        out["server_tool_use"] = {"web_search_requests": _count(searches, "web_search_requests")}  # billed per search
     return out
 
 
@@ -110,7 +113,7 @@ def classify_error(provider: str, err: Any, status: int | None = None,
         kind = kind_for_status(status) if status else ErrorKind.SERVER
     param = None
     if kind is ErrorKind.BAD_REQUEST:
-        if _CONTEXT_WINDOW.search(message):
+        if is_context_window(message, etype):
             kind = ErrorKind.CONTEXT_WINDOW
         elif _CONTENT_POLICY.search(message):
             kind = ErrorKind.CONTENT_POLICY
@@ -138,7 +141,7 @@ class _Block:
 class AnthropicStream(SingleChoiceStream):
     """Stateful translator of one Anthropic stream (fed raw bytes, returns OpenAI chunks)."""
 
-    __slots__ = ("_blocks", "_created", "_decoder", "_finished", "_id", "_json_tool", "_model",
+    __slots__ = ("_blocks", "_cites", "_created", "_decoder", "_finished", "_id", "_json_tool", "_model",
                  "_provider", "_started", "_stopped", "_thinking_blocks", "_tools", "_usage")
 
     def __init__(self, provider: str, model: str) -> None:
@@ -150,6 +153,7 @@ class AnthropicStream(SingleChoiceStream):
         self._created = int(time.time())
         self._blocks: dict[int, _Block] = {}
         self._thinking_blocks: list[dict] = []  # sent whole with the finish (see module doc)
+        self._cites = StreamCitations(anthropic_citation)  # likewise the citations
         self._tools = 0
         self._json_tool = False
         self._usage: dict[str, Any] = {}
@@ -205,6 +209,8 @@ class AnthropicStream(SingleChoiceStream):
         block = event.get("content_block") or {}
         state = _Block(str(block.get("type")))
         self._blocks[event.get("index", -1)] = state
+        if state.kind == "text":  # its citations span its text, which starts here
+            self._cites.open(event.get("index", -1), block.get("citations"))
         if state.kind == "text" and block.get("text"):
             chunks.append(self._chunk({"content": block["text"]}))
         elif state.kind == "thinking" and block.get("thinking"):
@@ -238,6 +244,8 @@ class AnthropicStream(SingleChoiceStream):
             state.signature.append(delta.get("signature") or "")
         elif kind == "input_json_delta":
             self._on_input_json(state, delta.get("partial_json"), chunks)
+        elif kind == "citations_delta":
+            self._cites.cite(event.get("index", -1), delta.get("citation"))
 
     def _on_input_json(self, state: _Block | None, piece: Any, chunks: list[dict]) -> None:
         """A piece of a tool_use block's input; a server tool's input is no client tool call's."""
@@ -252,6 +260,7 @@ class AnthropicStream(SingleChoiceStream):
 
     def _on_block_stop(self, event: dict, chunks: list[dict]) -> None:
         state = self._blocks.pop(event.get("index", -1), None)
+        self._cites.close(event.get("index", -1))
         if state is None:
             return
         if state.kind == "thinking":
@@ -274,6 +283,7 @@ class AnthropicStream(SingleChoiceStream):
         if "stop_reason" in delta and not self._finished:
             self._finished = True
             self._flush_thinking(chunks)
+            self._cites.flush(self._chunk, chunks)
             out: dict[str, Any] = {}
             details = delta.get("stop_details")
             if delta.get("stop_reason") == "refusal" and isinstance(details, dict) and details.get("explanation"):
@@ -285,6 +295,7 @@ class AnthropicStream(SingleChoiceStream):
         if not self._finished:
             self._finished = True
             self._flush_thinking(chunks)
+            self._cites.flush(self._chunk, chunks)
             chunks.append(self._chunk({}, "stop"))
         self._stopped = True
         if self._usage:  # none reported: no made-up zeros, so the router estimates instead
@@ -294,6 +305,11 @@ class AnthropicStream(SingleChoiceStream):
         if self._thinking_blocks:
             chunks.append(self._chunk({"thinking_blocks": self._thinking_blocks}))
             self._thinking_blocks = []
+
+    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
+        """Every chunk is made here, so the content sent so far, where citations are placed, is counted here."""
+        self._cites.count(delta)
+        return super()._chunk(delta, finish)
 
     def _on_error(self, event: dict, chunks: list[dict]) -> None:
         raise classify_error(self._provider, event.get("error"))

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import orjson
 
 from .capabilities import Capabilities, drop_params, unsupported_error
-from .errors import ErrorKind, UpstreamError, kind_for_status, parse_retry_after
+from .errors import ErrorKind, UpstreamError, is_context_window, kind_for_status, parse_retry_after
 
 
 @dataclass(slots=True)
@@ -289,7 +289,7 @@ class Provider:
         """Classify a non-2xx vendor response. The default reads OpenAI-style error bodies."""
         message, code, param, etype = _read_error_body(body)
         kind = kind_for_status(status)
-        if kind is ErrorKind.BAD_REQUEST and code == "context_length_exceeded":
+        if kind is ErrorKind.BAD_REQUEST and is_context_window(message, code, etype):
             kind = ErrorKind.CONTEXT_WINDOW
         elif kind is ErrorKind.BAD_REQUEST and code == "content_filter":
             kind = ErrorKind.CONTENT_POLICY
@@ -304,7 +304,8 @@ class Provider:
 
 
 def _read_error_body(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
-    """(message, code, param, type) from `{"error": {...}}`, `{"error": "..."}` or `{"message": ...}`."""
+    """(message, code, param, type) from `{"error": {...}}`, `{"error": "..."}`, `{"message": ...}` or
+    `{"detail": ...}` (Mistral, and FastAPI servers: a string, or a list of `{"loc", "msg"}`)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -319,14 +320,28 @@ def _read_error_body(body: bytes) -> tuple[str | None, str | None, str | None, s
         return err, None, None, None
     if not isinstance(err, dict):
         return None, None, None, None
-    message = err.get("message")
+    message = _message_text(err.get("message")) or _message_text(err.get("detail"))
     code = err.get("code")
     return (
-        message if isinstance(message, str) else None,
+        message,
         str(code) if code is not None else None,
         err.get("param") if isinstance(err.get("param"), str) else None,
         err.get("type") if isinstance(err.get("type"), str) else None,
     )
+
+
+def _message_text(value: object) -> str | None:
+    """The text of an error's `message` or `detail`: a string as it is; a validation list (`[{"loc",
+    "msg"}]`) as each `msg` joined, so no field's complaint is dropped; an object wrapping one
+    (Mistral's 422 `{"message": {"detail": [...]}}`) by its `detail`."""
+    if isinstance(value, dict):
+        value = value.get("detail")
+    if isinstance(value, str):
+        return value or None
+    if not isinstance(value, list):
+        return None
+    parts = [item["msg"] for item in value if isinstance(item, dict) and isinstance(item.get("msg"), str)]
+    return "; ".join(parts) or None
 
 
 def invalid_response(provider: str, detail: str) -> UpstreamError:
@@ -365,6 +380,21 @@ def chat_completion(model: str, text: list[str], tool_calls: list[dict], reasoni
     if usage is not None:
         result["usage"] = usage
     return result
+
+
+def cached_prompt_usage(uncached: int, read: int, written: int, written_1h: int, completion: int) -> dict:
+    """OpenAI usage for a vendor whose input count leaves cache reads and writes out (Anthropic,
+    Bedrock): the prompt is all three. Reads are `cached_tokens`; writes are `cache_creation_tokens`, so
+    billing prices them at the write rate rather than twice or not at all; the part of the writes kept
+    for an hour (dearer than the default five minutes) is `cache_creation_1h_tokens`, present only when
+    there is one. The pricer reads it as a part of the writes, so it stays in `cache_creation_tokens` too.
+    """
+    prompt = uncached + read + written
+    details = {"cached_tokens": read, "cache_creation_tokens": written}
+    if written_1h:
+        details["cache_creation_1h_tokens"] = min(written_1h, written)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": details}
 
 
 def embedding_list(model: str, vectors: list, prompt_tokens: int) -> dict:

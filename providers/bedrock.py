@@ -13,11 +13,15 @@ The model id (an id, inference profile or ARN) is percent-encoded in the path an
 signature covers the exact path sent. aiohttp/yarl re-quote URLs and would turn `%3A` back into
 `:`, so the id is encoded the way yarl leaves it (`:` and the other path-legal sub-delimiters
 literal, `/` as `%2F`): the signed path is the wire path whether or not the transport re-quotes.
+
+A `citationsContent` block (a model citing the documents of the request) holds text of the answer:
+it is part of the content, and its citations come back over that text as `message.annotations` (URL
+citations) and `message.document_citations` (see `citations.py`); a stream's citation deltas likewise,
+sent in one delta just before the finish chunk.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -33,6 +37,7 @@ from .base import (
     ProviderSettings,
     SingleChoiceStream,
     StreamTranslator,
+    cached_prompt_usage,
     chat_completion,
     embedding_list,
     invalid_response,
@@ -40,8 +45,9 @@ from .base import (
     tool_arguments,
 )
 from .bedrock_request import JSON_TOOL, build_converse, build_embeddings, embedding_family, output_limit
+from .citations import StreamCitations, bedrock_citation, bedrock_cited_text, with_citations
 from .cohere_embed import billed_input_tokens, float_embeddings
-from .errors import ErrorKind, UpstreamError, kind_for_status, parse_retry_after
+from .errors import ErrorKind, UpstreamError, is_context_window, kind_for_status, parse_retry_after
 from .eventstream import EventStreamDecoder, EventStreamMessage
 
 DEFAULT_REGION = "us-east-1"
@@ -82,13 +88,6 @@ ERROR_KINDS: dict[str, ErrorKind] = {
     "modeltimeoutexception": ErrorKind.TIMEOUT,
     "requesttimeoutexception": ErrorKind.TIMEOUT,
 }
-
-# ValidationException messages that mean "prompt longer than the model's context window".
-_CONTEXT_RE = re.compile(
-    r"input is too long|prompt is too long|too many input tokens|context window|context length"
-    r"|maximum context|input length.*exceed|exceeds? the maximum (number of )?(input )?tokens",
-    re.IGNORECASE,
-)
 
 
 class SigV4Signer:
@@ -175,11 +174,16 @@ class BedrockProvider(Provider):
         reasoning: list[str] = []
         tool_calls: list[dict] = []
         json_content: str | None = None
+        citations: list[dict] = []
         for block in message["content"]:
             if not isinstance(block, dict):
                 continue
             if isinstance(block.get("text"), str):
                 text.append(block["text"])
+            elif isinstance(block.get("citationsContent"), dict):  # cited text: part of the answer
+                cited, found = bedrock_cited_text(block["citationsContent"], sum(map(len, text)))
+                text.append(cited)
+                citations += found
             elif isinstance(block.get("toolUse"), dict):
                 use = block["toolUse"]
                 arguments = tool_arguments(use.get("input"))
@@ -199,7 +203,8 @@ class BedrockProvider(Provider):
             if finish == "tool_calls" and not tool_calls:
                 finish = "stop"
         usage = converse_usage(data["usage"]) if isinstance(data.get("usage"), dict) else None
-        return chat_completion(model, text, tool_calls, reasoning, finish, usage)
+        return with_citations(chat_completion(model, text, tool_calls, reasoning, finish, usage),
+                              citations if json_content is None else [])
 
     def chat_stream(self, model: str) -> StreamTranslator:
         return BedrockStream(self.name, model)
@@ -250,7 +255,7 @@ def classify_error(provider: str, error_type: Any, message: str | None, *, statu
     kind = ERROR_KINDS.get(name.lower())
     if kind is None:
         kind = kind_for_status(status) if status else ErrorKind.SERVER
-    if kind is ErrorKind.BAD_REQUEST and message and _CONTEXT_RE.search(message):
+    if kind is ErrorKind.BAD_REQUEST and is_context_window(message):
         kind = ErrorKind.CONTEXT_WINDOW
     text = message or (f"upstream returned HTTP {status}" if status else "upstream error")
     return UpstreamError(kind, f"{provider}: {text}", upstream_status=status, code=name or None,
@@ -259,16 +264,16 @@ def classify_error(provider: str, error_type: Any, message: str | None, *, statu
 
 def converse_usage(usage: Mapping[str, Any]) -> dict:
     """Converse `usage` -> OpenAI usage. `inputTokens` excludes cache reads and writes, OpenAI's
-    `prompt_tokens` includes both; `cached_tokens` is the read part (writes bill differently)."""
-    def num(key: str) -> int:
-        value = usage.get(key)
-        return int(value) if isinstance(value, int | float) else 0
+    `prompt_tokens` includes both (`base.cached_prompt_usage`); `cacheDetails` splits the writes by
+    time to live, and those kept an hour (`ttl: "1h"`) are billed at their own rate, so reported apart."""
+    def num(value: Any) -> int:
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
-    cache_read, cache_write = num("cacheReadInputTokens"), num("cacheWriteInputTokens")
-    prompt = num("inputTokens") + cache_read + cache_write
-    completion = num("outputTokens")
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cache_read, "cache_creation_tokens": cache_write}}
+    details = usage.get("cacheDetails")
+    one_hour = sum(num(d.get("inputTokens")) for d in (details if isinstance(details, list) else ())
+                   if isinstance(d, Mapping) and d.get("ttl") == "1h")
+    return cached_prompt_usage(num(usage.get("inputTokens")), num(usage.get("cacheReadInputTokens")),
+                               num(usage.get("cacheWriteInputTokens")), one_hour, num(usage.get("outputTokens")))
 
 
 def _finish_reason(provider: str, stop_reason: Any) -> str:
@@ -302,10 +307,12 @@ class BedrockStream(SingleChoiceStream):
     Text deltas become `content`, reasoning deltas `reasoning_content`, and each toolUse block a tool
     call whose `index` counts tool calls in order of appearance (Bedrock's `contentBlockIndex` also
     counts text blocks, so it cannot be used as is). `messageStop` gives the finish chunk and
-    `metadata` the usage chunk (`choices: []`); a stream missing either was cut short.
+    `metadata` the usage chunk (`choices: []`); a stream missing either was cut short. Citation
+    deltas belong to the text block they come in: at the block's stop each becomes an annotation over
+    its text, and all of them go out in one delta just before the finish chunk (`citations.py`).
     """
 
-    __slots__ = ("_blocks", "_created", "_decoder", "_finished", "_id", "_json_blocks", "_model",
+    __slots__ = ("_blocks", "_cites", "_created", "_decoder", "_finished", "_id", "_json_blocks", "_model",
                  "_provider", "_started", "_tool_count", "_usage_seen")
 
     def __init__(self, provider: str, model: str) -> None:
@@ -321,6 +328,7 @@ class BedrockStream(SingleChoiceStream):
         self._blocks: dict[int, int] = {}  # contentBlockIndex -> OpenAI tool-call index
         self._json_blocks: set[int] = set()  # blocks of the response_format tool: streamed as content
         self._tool_count = 0
+        self._cites = StreamCitations(bedrock_citation)
 
     def _feed(self, data: bytes, out: list[dict]) -> None:
         for message in self._decoder.frames(data):  # one by one: a bad frame after content keeps the content
@@ -368,12 +376,15 @@ class BedrockStream(SingleChoiceStream):
             if finish == "tool_calls" and self._tool_count == 0 and self._json_blocks:
                 finish = "stop"
             self._finished = True
+            self._cites.flush(self._chunk, chunks)
             chunks.append(self._chunk({}, finish))
         elif event == "metadata":
             self._usage_seen = True
             if isinstance(payload.get("usage"), dict):
                 chunks.append(self._usage_chunk(converse_usage(payload["usage"])))
-        # contentBlockStop and unknown events carry nothing for the client
+        elif event == "contentBlockStop":
+            self._cites.close(payload.get("contentBlockIndex", 0))
+        # unknown events carry nothing for the client
 
     def _block_start(self, payload: dict, chunks: list[dict]) -> None:
         start = payload.get("start") or {}
@@ -398,8 +409,11 @@ class BedrockStream(SingleChoiceStream):
         self._start(chunks)
         block = payload.get("contentBlockIndex", 0)
         if isinstance(delta.get("text"), str):
+            self._cites.open(block)  # its citations span its text, which starts with its first delta
             if delta["text"]:
                 chunks.append(self._chunk({"content": delta["text"]}))
+        elif isinstance(delta.get("citation"), dict):
+            self._cites.cite(block, delta["citation"])
         elif isinstance(delta.get("toolUse"), dict):
             fragment = delta["toolUse"].get("input") or ""
             if block in self._json_blocks:
@@ -417,6 +431,11 @@ class BedrockStream(SingleChoiceStream):
                 chunks.append(self._chunk({"reasoning_content": text}))
 
     # -- helpers ----------------------------------------------------------------------------
+    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
+        """Every chunk is made here, so the content sent so far, where citations are placed, is counted here."""
+        self._cites.count(delta)
+        return super()._chunk(delta, finish)
+
     @staticmethod
     def _message(payload: bytes) -> str:
         try:

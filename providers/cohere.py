@@ -11,11 +11,13 @@ text that accompanies tool calls goes to Cohere's `tool_plan`, and a returned `t
 A `finish_reason` of `ERROR`/`TIMEOUT` is a failure, never a finished answer. A tool call without
 arguments (empty or `null`) comes back with `"{}"` (`base.tool_arguments`), and usage is the billed
 units, with `cached_tokens` only where Cohere's raw cached count must cover billed tokens (`cohere_usage`).
+Citations of `documents` and tool results (`message.citations`, the stream's `citation-start` events)
+come back one per source, as `message.annotations` (a document with a `url`) or `document_citations`
+(see `citations.py`); a stream sends them in one delta just before its finish chunk.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -38,11 +40,13 @@ from .base import (
     load_json,
     tool_arguments,
 )
+from .citations import StreamCitations, cohere_citations, cohere_message_citations, with_citations
 from .cohere_embed import billed_input_tokens, embed_body, float_embeddings
 from .errors import (
     ErrorKind,
     UpstreamError,
     bad_request_error,
+    is_context_window,
     kind_for_status,
     parse_retry_after,
     unsupported_error,
@@ -54,8 +58,6 @@ FINISH_REASONS = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "le
 # Cohere-only statuses: 498 invalid token (our key is bad), 499 request cancelled (not by us: treat
 # as a dropped connection, which is worth a retry), 501 feature not available for this model.
 _STATUS_KINDS = {402: ErrorKind.AUTH, 498: ErrorKind.AUTH, 499: ErrorKind.CONNECT, 501: ErrorKind.UNSUPPORTED}
-_CONTEXT_RE = re.compile(r"too many tokens|context length|context window|maximum (context|input)|too long",
-                         re.IGNORECASE)
 
 # reasoning_effort -> Cohere `thinking` (reasoning models think by default; "none" turns it off).
 _THINKING = {"none": {"type": "disabled"}, "minimal": {"type": "disabled"},
@@ -131,7 +133,8 @@ class CohereProvider(Provider):
                                "function": {"name": fn.get("name") or "",
                                             "arguments": tool_arguments(fn.get("arguments"))}})
         usage = cohere_usage(data["usage"]) if isinstance(data.get("usage"), dict) else None
-        return chat_completion(model, text, tool_calls, reasoning, finish, usage, data.get("id"))
+        return with_citations(chat_completion(model, text, tool_calls, reasoning, finish, usage, data.get("id")),
+                              cohere_message_citations(msg))
 
     def chat_stream(self, model: str) -> StreamTranslator:
         return CohereStream(self.name, model)
@@ -147,7 +150,7 @@ class CohereProvider(Provider):
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         message, code, _param, _etype = _read_error_body(body)
         kind = _STATUS_KINDS.get(status) or kind_for_status(status)
-        if kind is ErrorKind.BAD_REQUEST and message and _CONTEXT_RE.search(message):
+        if kind is ErrorKind.BAD_REQUEST and is_context_window(message, code):
             kind = ErrorKind.CONTEXT_WINDOW
         return UpstreamError(kind, f"{self.name}: {message or f'upstream returned HTTP {status}'}",
                              upstream_status=status, code=code,
@@ -381,7 +384,7 @@ def _finish_reason(provider: str, reason: Any, error: Any) -> str:
 class CohereStream(SingleChoiceStream):
     """Cohere v2 SSE events -> OpenAI chunks; `message-end` carries the finish reason and usage."""
 
-    __slots__ = ("_created", "_decoder", "_finished", "_id", "_model", "_provider", "_started", "_tools")
+    __slots__ = ("_cites", "_created", "_decoder", "_finished", "_id", "_model", "_provider", "_started", "_tools")
 
     def __init__(self, provider: str, model: str) -> None:
         super().__init__()
@@ -393,9 +396,15 @@ class CohereStream(SingleChoiceStream):
         self._started = False
         self._finished = False
         self._tools: dict[int, int] = {}  # Cohere tool-call index -> OpenAI index
+        self._cites = StreamCitations()  # content items by index: where each starts in the content
 
     def _feed(self, data: bytes, out: list[dict]) -> None:
         self._events(self._decoder.feed(data), out)
+
+    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
+        """Every chunk is made here, so the content sent so far, where citations are placed, is counted here."""
+        self._cites.count(delta)
+        return super()._chunk(delta, finish)
 
     def _close(self, out: list[dict]) -> None:
         self._events(self._decoder.close(), out)
@@ -457,10 +466,17 @@ class CohereStream(SingleChoiceStream):
             finish = _finish_reason(self._provider, delta.get("finish_reason"), delta.get("error"))
             self._start(chunks)
             self._finished = True
+            self._cites.flush(self._chunk, chunks)
             chunks.append(self._chunk({}, finish))
             if isinstance(delta.get("usage"), dict):
                 chunks.append(self._usage_chunk(cohere_usage(delta["usage"])))
         elif event.get("error") or kind == "error":
             err = event.get("error") or event.get("message") or "stream error"
             raise UpstreamError(ErrorKind.SERVER, f"{self._provider}: {err}", code="upstream_error")
-        # content-start/end, tool-call-end, citation-*, debug: nothing for the client
+        elif kind == "content-start":
+            self._cites.open(event.get("index"))
+        elif kind == "citation-start":  # its span is in its content item, which started earlier
+            citation = message.get("citations")
+            if isinstance(citation, dict):
+                self._cites.add(cohere_citations(citation, self._cites.start(citation.get("content_index")) or 0))
+        # content-end, tool-call-end, citation-end, debug: nothing for the client

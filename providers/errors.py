@@ -7,6 +7,7 @@ fallbacks and the status the client sees from the kind alone, so vendor quirks s
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -113,6 +114,35 @@ def bad_request_error(provider: str, message: str, param: str) -> UpstreamError:
 def unsupported_error(provider: str, message: str, param: str) -> UpstreamError:
     """The caller asks for something `provider` cannot do (a 400 naming `param`)."""
     return UpstreamError(ErrorKind.UNSUPPORTED, f"{provider}: {message}", param=param, code="unsupported_parameter")
+
+
+# Error codes / types by which vendors say "the prompt is longer than the model accepts": OpenAI and
+# most compatible servers `context_length_exceeded`, Perplexity `too_many_prompt_tokens`.
+_CONTEXT_WINDOW_CODES = frozenset({"context_length_exceeded", "too_many_prompt_tokens"})
+# The same said in words, for vendors whose code is generic (DeepSeek's and OpenRouter's "maximum
+# context length", Anthropic's "prompt is too long", Bedrock's "Input Tokens Exceeded" and "Input is
+# too long", Gemini's "input token count ... exceeds", Cohere's "too many tokens", Perplexity's "all
+# messages is too long"). Narrow on purpose: "max_tokens is too large" or "exceeds the model limit of
+# 8192" (an output bound the caller set) and "name too long" (one field) stay plain bad requests.
+_CONTEXT_WINDOW_RE = re.compile(
+    r"context (window|length|limit)|maximum (context|prompt|input) length"
+    r"|(prompt|input|messages?|conversation)( is| are)? too long"
+    r"|too many (input |prompt )?tokens|input tokens? (count )?exceed|input token count"
+    r"|exceeds? the maximum (number of )?(input )?tokens|input length.*exceed|exceed\w* (the )?context",
+    re.IGNORECASE,
+)
+
+
+def is_context_window(message: object, *codes: object) -> bool:
+    """True when an error's code, type or message says the prompt does not fit the model's context.
+
+    Every translator asks this of a vendor's bad request (one set of recognisers for all), so that
+    `routing.fallback_on: [context_window]` moves on to a model with a larger window whatever the
+    vendor's wording; any of `codes` may be None or a number (OpenRouter's numeric `code`).
+    """
+    if any(isinstance(code, str) and code.lower() in _CONTEXT_WINDOW_CODES for code in codes):
+        return True
+    return isinstance(message, str) and _CONTEXT_WINDOW_RE.search(message) is not None
 
 
 def kind_for_status(status: int) -> ErrorKind:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from .base import tool_arguments
-from .errors import ErrorKind, UpstreamError, kind_for_status, parse_retry_after
+from .errors import ErrorKind, UpstreamError, is_context_window, kind_for_status, parse_retry_after
 from .gemini_request import encode_tool_call_id, synth_tool_call_id
 
 _FINISH: dict[str, str] = {
@@ -51,8 +51,6 @@ _STATUS_KIND: dict[str, ErrorKind] = {
     "UNKNOWN": ErrorKind.SERVER,
     "DEADLINE_EXCEEDED": ErrorKind.TIMEOUT,
 }
-_CONTEXT_RE = re.compile(r"input token count|exceeds the maximum number of tokens|context (window|length)"
-                         r"|too many tokens|prompt is too long", re.IGNORECASE)
 _TOO_LARGE_RE = re.compile(r"payload size exceeds|request (entity|payload) too large", re.IGNORECASE)
 # Deployment problems reported as FAILED_PRECONDITION: no caller can fix them, another provider can.
 _DEPLOYMENT_RE = re.compile(r"location is not supported|enable billing|free tier is not available",
@@ -131,7 +129,10 @@ def usage_from(meta: Any) -> dict | None:
 
     promptTokenCount already includes cachedContentTokenCount; candidatesTokenCount excludes
     thoughtsTokenCount, so thoughts are added to completion tokens (they are billed as output).
-    toolUsePromptTokenCount (tool results Gemini fetched itself) is billed as input."""
+    toolUsePromptTokenCount (tool results Gemini fetched itself) is billed as input. Audio and image
+    tokens, in and out, are billed at prices of their own, so the per-modality counts of
+    promptTokensDetails and candidatesTokensDetails become OpenAI's `audio_tokens` / `image_tokens`
+    details (only where there are some)."""
     if not isinstance(meta, dict):
         return None
     prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
@@ -141,9 +142,27 @@ def usage_from(meta: Any) -> dict | None:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": int(meta.get("cachedContentTokenCount") or 0)},
-        "completion_tokens_details": {"reasoning_tokens": thoughts},
+        "prompt_tokens_details": {"cached_tokens": int(meta.get("cachedContentTokenCount") or 0),
+                                  **_modalities(meta.get("promptTokensDetails"))},
+        "completion_tokens_details": {"reasoning_tokens": thoughts,
+                                      **_modalities(meta.get("candidatesTokensDetails"))},
     }
+
+
+_PRICED_MODALITIES = {"AUDIO": "audio_tokens", "IMAGE": "image_tokens"}
+
+
+def _modalities(details: Any) -> dict[str, int]:
+    """A `[{"modality", "tokenCount"}]` breakdown -> {"audio_tokens": n, "image_tokens": n}: the
+    modalities a price list may price apart from text (video and documents are billed as text is),
+    each only when it has tokens."""
+    out: dict[str, int] = {}
+    for item in details if isinstance(details, list) else ():
+        key = _PRICED_MODALITIES.get(item.get("modality")) if isinstance(item, dict) else None
+        count = item.get("tokenCount") if key else None
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            out[key] = out.get(key, 0) + count
+    return out
 
 
 def completion_id(data: Mapping[str, Any], fallback: str) -> str:
@@ -170,7 +189,7 @@ def error_from_google(provider: str, err: Any, status: int | None = None,
     reasons = {d.get("reason") for d in details if isinstance(d, dict) and d.get("reason")}
     if any(str(r).startswith("API_KEY") for r in reasons) or "api key not valid" in message.lower():
         kind = ErrorKind.AUTH  # AI Studio reports a bad key as 400 INVALID_ARGUMENT: ours, not the caller's
-    elif kind is ErrorKind.BAD_REQUEST and _CONTEXT_RE.search(message):
+    elif kind is ErrorKind.BAD_REQUEST and is_context_window(message):
         kind = ErrorKind.CONTEXT_WINDOW
     elif kind is ErrorKind.BAD_REQUEST and _TOO_LARGE_RE.search(message):
         kind = ErrorKind.TOO_LARGE

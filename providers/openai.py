@@ -6,9 +6,17 @@ chat completion, an error event mid-stream and a stream cut short are all failur
 
 What OpenAI-compatible vendors do differently from OpenAI is made right on the way back, for every
 preset alike: a tool call without `"type": "function"` (Mistral) gets it, tool-call arguments that are
-empty or `null` become `"{}"` (`base.tool_arguments`; streams: `base.StreamedArguments`), and a
+empty or `null` become `"{}"` (`base.tool_arguments`; streams: `base.StreamedArguments`), a
 `"usage": null` member on a stream chunk is dropped (OpenAI's chunks carry none unless the client asked
-for usage; the usage chunk that ends a stream keeps its counts).
+for usage; the usage chunk that ends a stream keeps its counts), content sent as a list of typed chunks
+(Mistral's reasoning models: `thinking` and `text`) becomes string content and `reasoning_content`, a
+finish reason outside OpenAI's vocabulary (Together's `eos`) becomes OpenAI's (`FINISH_REASONS`; one
+that says the generation failed is an upstream error, `FAILED_FINISH`), and a finish repeated to carry
+the usage (OpenRouter) is relayed once, its usage in a chunk of its own.
+
+Usage is OpenAI's shape already, except where a preset says `reasoning_outside_completion` (xAI and
+Perplexity count reasoning apart from `completion_tokens`): there the reasoning is folded in, as OpenAI
+counts it (`completion_tokens` includes `completion_tokens_details.reasoning_tokens`).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from typing import ClassVar
 import orjson
 
 from .base import Capabilities, HttpRequest, Provider, StreamTranslator, invalid_response, load_json, tool_arguments
-from .errors import ErrorKind, UpstreamError, kind_for_status
+from .errors import ErrorKind, UpstreamError, is_context_window, kind_for_status
 from .sse import SSEDecoder
 
 
@@ -33,6 +41,9 @@ class Preset:
     auth: str = "bearer"  # bearer | api-key | none
     stream_usage_option: bool = True  # accepts `stream_options.include_usage`
     embeddings: bool = True
+    # `completion_tokens` leave the reasoning out (xAI: in `completion_tokens_details.reasoning_tokens`;
+    # Perplexity: in a top-level `reasoning_tokens`), where OpenAI counts it in: see `usage_with_reasoning`.
+    reasoning_outside_completion: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -41,10 +52,11 @@ PRESETS: dict[str, Preset] = {
     "mistral": Preset("https://api.mistral.ai/v1", stream_usage_option=False),
     "deepseek": Preset("https://api.deepseek.com/v1", embeddings=False),
     "together": Preset("https://api.together.xyz/v1"),
-    "xai": Preset("https://api.x.ai/v1", embeddings=False),
+    "xai": Preset("https://api.x.ai/v1", embeddings=False, reasoning_outside_completion=True),
     "fireworks": Preset("https://api.fireworks.ai/inference/v1"),
     "openrouter": Preset("https://openrouter.ai/api/v1", embeddings=False),
-    "perplexity": Preset("https://api.perplexity.ai", stream_usage_option=False, embeddings=False),
+    "perplexity": Preset("https://api.perplexity.ai", stream_usage_option=False, embeddings=False,
+                         reasoning_outside_completion=True),
     "cerebras": Preset("https://api.cerebras.ai/v1", embeddings=False),
     "ollama": Preset("http://127.0.0.1:11434/v1"),
     "vllm": Preset("http://127.0.0.1:8000/v1"),
@@ -115,17 +127,24 @@ class OpenAIProvider(Provider):
         if not _choices_ok(data["choices"], "message"):
             raise invalid_response(self.name, "each choice must be an object with a 'message' object")
         for choice in data["choices"]:
-            for call in _tool_calls(choice.get("message")):
+            message = choice.get("message")
+            if isinstance(message, dict) and isinstance(message.get("content"), list):
+                _split_content(message, none_if_no_text=bool(message.get("tool_calls")))
+            if choice.get("finish_reason"):
+                choice["finish_reason"] = finish_reason(self.name, choice["finish_reason"])
+            for call in _tool_calls(message):
                 if call.get("type") is None:
                     call["type"] = "function"
                 fn = call.get("function")
                 if isinstance(fn, dict):
                     fn["arguments"] = tool_arguments(fn.get("arguments"))
+        if self.preset.reasoning_outside_completion and isinstance(data.get("usage"), dict):
+            data["usage"] = usage_with_reasoning(data["usage"])
         data.setdefault("object", "chat.completion")
         return data
 
     def chat_stream(self, model: str) -> StreamTranslator:
-        return OpenAIStream(self.name)
+        return OpenAIStream(self.name, reasoning_outside_completion=self.preset.reasoning_outside_completion)
 
     def embeddings_response(self, body: bytes, model: str, headers: Mapping[str, str] | None = None) -> dict:
         data = load_json(self.name, body)
@@ -136,16 +155,22 @@ class OpenAIProvider(Provider):
 
 
 class OpenAIStream(StreamTranslator):
-    """OpenAI SSE: `data: {chunk}` events ending with `data: [DONE]`."""
+    """OpenAI SSE: `data: {chunk}` events ending with `data: [DONE]`.
 
-    __slots__ = ("_decoder", "_done", "_finished", "_provider")
+    `reasoning_outside_completion` is the preset's (usage counts reasoning apart: folded in here).
+    """
 
-    def __init__(self, provider: str) -> None:
+    __slots__ = ("_decoder", "_done", "_failure", "_finished", "_finished_choices", "_fold_reasoning", "_provider")
+
+    def __init__(self, provider: str, *, reasoning_outside_completion: bool = False) -> None:
         super().__init__()
         self._provider = provider
         self._decoder = SSEDecoder()
         self._done = False
         self._finished = False
+        self._finished_choices: set[object] = set()  # indices of the choices whose finish was relayed
+        self._fold_reasoning = reasoning_outside_completion
+        self._failure: UpstreamError | None = None  # a finish that says the generation failed
 
     def _feed(self, data: bytes, out: list[dict]) -> None:
         self._events(self._decoder.feed(data), out)
@@ -174,17 +199,181 @@ class OpenAIStream(StreamTranslator):
                 raise error_from_object(self._provider, chunk["error"])
             if "usage" in chunk and chunk["usage"] is None:
                 del chunk["usage"]
+            if self._fold_reasoning and isinstance(chunk.get("usage"), dict):
+                chunk["usage"] = usage_with_reasoning(chunk["usage"])
             choices = chunk.get("choices")
+            emptied = False
             if choices:
                 if not _choices_ok(choices, "delta"):
                     raise invalid_response(self._provider, "each chunk choice must be an object with a 'delta' object")
-                for choice in choices:
-                    if choice.get("finish_reason"):
-                        self._finished = True
-                    for call in _tool_calls(choice.get("delta")):
-                        if call.get("id") and call.get("type") is None:  # a call's first fragment
-                            call["type"] = "function"
-            chunks.append(chunk)
+                kept = [choice for choice in choices if self._choice(choice)]
+                if len(kept) < len(choices):
+                    chunk["choices"] = kept
+                    emptied = not kept and "usage" not in chunk
+            if not emptied:
+                chunks.append(chunk)
+            if self._failure is not None:  # after the chunk: the text it carried is part of what was sent
+                raise self._failure
+
+    def _choice(self, choice: dict) -> bool:
+        """Make one chunk choice OpenAI's; False when it is a repeat of a finish already relayed.
+
+        OpenRouter sends its finish chunk twice, the second time with the usage; relayed as it is, a
+        client would see the choice finish twice. A choice that comes after its own finish with
+        nothing in its delta is that repeat and is dropped (its chunk's usage is kept); one with
+        content is kept, since dropping it would lose part of the answer.
+        """
+        index = choice.get("index", 0)
+        delta = choice.get("delta")
+        if index in self._finished_choices and not _has_content(delta):
+            return False
+        if isinstance(delta, dict) and isinstance(delta.get("content"), list):
+            _split_content(delta, none_if_no_text=True)
+        if choice.get("finish_reason"):
+            try:
+                choice["finish_reason"] = finish_reason(self._provider, choice["finish_reason"])
+            except UpstreamError as exc:
+                self._failure = exc
+                choice["finish_reason"] = None
+                return _has_content(delta)
+            self._finished = True
+            self._finished_choices.add(index)
+        for call in _tool_calls(delta):
+            if call.get("id") and call.get("type") is None:  # a call's first fragment
+                call["type"] = "function"
+        return True
+
+
+OPENAI_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+# Finish reasons outside OpenAI's vocabulary that OpenAI-compatible servers send, and OpenAI's word for
+# each: Together (and Hugging Face TGI) end with `eos` / `eos_token` / `stop_sequence`, Mistral with
+# `model_length` when the context is full, and servers that relay Anthropic models use its reasons.
+FINISH_REASONS: dict[str, str] = {
+    "eos": "stop",
+    "eos_token": "stop",
+    "stop_sequence": "stop",
+    "end_turn": "stop",
+    "max_tokens": "length",
+    "model_length": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+# Finish reasons that say the generation broke off (Mistral's, OpenRouter's and Fireworks' `error`,
+# DeepSeek's `insufficient_system_resource`, vLLM's `abort`): no OpenAI reason means that, and "stop"
+# would pass a cut-off answer as a whole one, so they are upstream failures (retried or fallen back on
+# like any other; mid-stream, an error after the text already sent).
+FAILED_FINISH: dict[str, ErrorKind] = {
+    "error": ErrorKind.SERVER,
+    "abort": ErrorKind.SERVER,
+    "insufficient_system_resource": ErrorKind.OVERLOADED,
+}
+
+
+def finish_reason(provider: str, reason: object) -> str:
+    """A vendor's finish reason in OpenAI's words (OpenAI's own as they are), or `UpstreamError` for
+    one that says the generation failed. A reason in no table is newer than it: the turn did end."""
+    if isinstance(reason, str):
+        if reason in OPENAI_FINISH_REASONS:
+            return reason
+        if reason in FINISH_REASONS:
+            return FINISH_REASONS[reason]
+        if reason in FAILED_FINISH:
+            raise UpstreamError(FAILED_FINISH[reason], f"{provider}: the generation failed (finish_reason {reason!r})",
+                                code=reason)
+    return "stop"
+
+
+def _text_of(value: object) -> str:
+    """The text of a content chunk's body: a string, or a list of `{"type": "text", "text"}` parts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(p["text"] for p in value
+                       if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str))
+    return ""
+
+
+def _split_content(message: dict, *, none_if_no_text: bool) -> None:
+    """Content sent as a list of typed chunks (Mistral's reasoning models) -> OpenAI's string content,
+    the `thinking` chunks appended to `reasoning_content`, in place, for a message or a stream delta.
+
+    Clients read content as a string, so a text chunk inside a list would otherwise be lost to them.
+    Chunks of any other type (`reference` ids, images) carry no answer text and are left out. With no
+    text chunk at all the content is None when `none_if_no_text` (a delta that is all thinking, a
+    message that is all tool calls), else "".
+    """
+    text: list[str] = []
+    reasoning: list[str] = []
+    for chunk in message["content"]:
+        kind = chunk.get("type") if isinstance(chunk, dict) else None
+        if kind == "text":
+            text.append(_text_of(chunk.get("text")))
+        elif kind == "thinking":
+            reasoning.append(_text_of(chunk.get("thinking")))
+    message["content"] = "".join(text) if text or not none_if_no_text else None
+    if reasoning:
+        before = message.get("reasoning_content")
+        message["reasoning_content"] = (before if isinstance(before, str) else "") + "".join(reasoning)
+
+
+def _has_content(delta: object) -> bool:
+    """True when a delta carries anything but its role (a repeated finish chunk carries nothing)."""
+    return isinstance(delta, dict) and any(value for key, value in delta.items() if key != "role")
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def usage_with_reasoning(usage: dict) -> dict:
+    """The usage of a vendor that counts reasoning apart from `completion_tokens`, in OpenAI's terms:
+    `completion_tokens` includes the reasoning and `completion_tokens_details.reasoning_tokens` says how
+    much of it is reasoning (what the pricer reads: reasoning is billed as output, at its own price where
+    a model has one). Only the presets marked `reasoning_outside_completion` get this, so OpenAI's own
+    counts are never added twice.
+
+    Perplexity reports a top-level `reasoning_tokens` outside both `completion_tokens` and
+    `total_tokens`; it moves into the details. xAI reports it in the details, outside
+    `completion_tokens` but inside `total_tokens`: when the total already shows completion_tokens
+    holding the reasoning (the vendor moved to OpenAI's convention), nothing is added.
+
+    Perplexity's `citation_tokens` (the cited sources it read, billed as output at their own price) are
+    folded the same way, as `completion_tokens_details.citation_tokens`, and its `num_search_queries`
+    become `server_tool_use.web_search_requests`, the name the pricer reads for any vendor's web searches.
+    """
+    usage = _with_searches(usage)
+    completion, prompt, total = (_count(usage.get(k)) for k in ("completion_tokens", "prompt_tokens", "total_tokens"))
+    details = usage.get("completion_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    top = _count(usage.get("reasoning_tokens"))
+    reasoning = top if top is not None else _count(details.get("reasoning_tokens"))
+    citations = _count(usage.get("citation_tokens")) or 0
+    if completion is None or not (reasoning or citations):
+        return usage
+    if top is None and prompt is not None and total is not None and total < prompt + completion + (reasoning or 0):
+        reasoning = 0  # xAI-style figures whose total shows the reasoning is inside completion_tokens already
+        if not citations:
+            return usage
+    out = {k: v for k, v in usage.items() if k not in ("reasoning_tokens", "citation_tokens")}
+    out["completion_tokens"] = completion + (reasoning or 0) + citations
+    out["completion_tokens_details"] = {**details}
+    if reasoning:
+        out["completion_tokens_details"]["reasoning_tokens"] = reasoning
+    if citations:
+        out["completion_tokens_details"]["citation_tokens"] = citations
+    if prompt is not None:
+        out["total_tokens"] = max(total or 0, prompt + out["completion_tokens"])
+    return out
+
+
+def _with_searches(usage: dict) -> dict:
+    """Perplexity's `num_search_queries` as `server_tool_use.web_search_requests` (see above)."""
+    searches = _count(usage.get("num_search_queries"))
+    if not searches:
+        return usage
+    out = {k: v for k, v in usage.items() if k != "num_search_queries"}
+    out["server_tool_use"] = {"web_search_requests": searches}
+    return out
 
 
 def _tool_calls(message: object) -> list[dict]:
@@ -247,6 +436,8 @@ def error_from_object(provider: str, err: object) -> UpstreamError:
         kind = ErrorKind.RATE_LIMIT
     elif "overloaded" in str(etype):
         kind = ErrorKind.OVERLOADED
+    elif kind is ErrorKind.BAD_REQUEST and is_context_window(err.get("message"), err.get("code"), etype):
+        kind = ErrorKind.CONTEXT_WINDOW
     message = err.get("message") or "upstream error"
     code = err.get("code")
     return UpstreamError(kind, f"{provider}: {message}", code=str(code) if code else (etype or None),

@@ -45,7 +45,8 @@ _REQUESTS = "requests"  # a per-request fee: every call counts one
 _COUNTED = frozenset({
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
     "input_audio_tokens", "cache_audio_read_tokens", "input_image_tokens", "cache_image_read_tokens",
-    "output_audio_tokens", "output_image_tokens", "output_reasoning_tokens",
+    "output_audio_tokens", "output_image_tokens", "output_reasoning_tokens", "output_citation_tokens",
+    "web_searches",
 })
 
 
@@ -220,7 +221,9 @@ def _counts(usage: Mapping) -> dict[str, int]:
     `prompt_tokens_details`: `cached_tokens` (reads), `cache_creation_tokens` (writes; OpenAI's own
     name `cache_write_tokens` too), `cache_creation_1h_tokens` (the part of the writes kept for an
     hour, dearer than the default five minutes), `audio_tokens`, `image_tokens`;
-    `completion_tokens_details`: `reasoning_tokens`, `audio_tokens`, `image_tokens`.
+    `completion_tokens_details`: `reasoning_tokens`, `audio_tokens`, `image_tokens`, `citation_tokens`
+    (the sources a search model read, Perplexity); `server_tool_use.web_search_requests` (web searches
+    the vendor ran and bills per search: Anthropic's name, Perplexity's `num_search_queries`).
 
     Each part is capped by what contains it, so a vendor's inconsistent figures are not billed
     twice. No vendor says how many cached tokens were audio or image, which a model with a
@@ -249,7 +252,11 @@ def _counts(usage: Mapping) -> dict[str, int]:
         audio = min(_count(cd, "audio_tokens"), completion)
         counts.update(output_audio_tokens=audio,
                       output_image_tokens=min(_count(cd, "image_tokens"), completion - audio),
-                      output_reasoning_tokens=min(_count(cd, "reasoning_tokens"), completion))
+                      output_reasoning_tokens=min(_count(cd, "reasoning_tokens"), completion),
+                      output_citation_tokens=min(_count(cd, "citation_tokens"), completion))
+    tools = usage.get("server_tool_use")
+    if isinstance(tools, Mapping):
+        counts["web_searches"] = _count(tools, "web_search_requests")
     return counts
 
 

@@ -50,22 +50,7 @@ BODIES = [r for r in SUCCESS if not r.stream]
 ERRORS = [r for r in RECORDINGS if r.is_error]
 
 # Translator defects that real responses show (the translation test of each fails today).
-DEFECTS = {
-    "bedrock/converse_citations":
-        "Converse `citationsContent` blocks are skipped by BedrockProvider.chat_response: the cited text "
-        "(here the whole answer) is missing from message.content; the stream path relays it",
-    "mistral/chat_thinking":
-        "Mistral answers a reasoning model with message.content as a list of typed chunks "
-        "([{type: thinking, thinking: [...]}, {type: text, text}]); the OpenAI-compatible passthrough relays "
-        "the list, so content is not a string and the thinking is not reasoning_content",
-    "mistral/stream_thinking":
-        "Mistral streams delta.content as lists of typed chunks ({type: thinking} / {type: text}); the "
-        "passthrough relays them, so the text inside a list ('1' of '144') is lost to a client reading "
-        "string content and the thinking is not reasoning_content",
-    "together/chat_text_eos":
-        "Together's finish_reason 'eos' is relayed unchanged; it is not one of OpenAI's finish reasons "
-        "('stop' is meant)",
-}
+DEFECTS: dict[str, str] = {}
 
 # How each recorded vendor error must be classified: (kind, client status, why).
 ERROR_EXPECT = {
@@ -87,34 +72,10 @@ ERROR_EXPECT = {
 }
 
 # Streams whose chunks break the OpenAI chunk contract once relayed (content is right: see the replay test).
-SHAPE_DEFECTS = {
-    "openrouter/stream_text_comments":
-        "OpenRouter repeats the finish chunk (choice with finish_reason 'stop') to carry the usage; the "
-        "passthrough relays both, so the client sees two finishes instead of one finish and a "
-        "usage chunk with choices: []",
-    "openrouter/stream_reasoning_tool_call":
-        "OpenRouter repeats the finish chunk (finish_reason 'tool_calls') to carry the usage; the passthrough "
-        "relays both, so the client sees two finishes",
-}
+SHAPE_DEFECTS: dict[str, str] = {}
 
-ERROR_DEFECTS = {
-    "deepseek/error_context_length":
-        "an OpenAI-compatible 400 counts as a context-window error only with code context_length_exceeded; "
-        "DeepSeek says 'maximum context length' with code invalid_request_error, so it is a plain BAD_REQUEST",
-    "openrouter/error_context_length":
-        "OpenRouter's 'maximum context length' 400 (numeric code 400) is classified BAD_REQUEST, not "
-        "CONTEXT_WINDOW (only code context_length_exceeded is recognised)",
-    "perplexity/error_prompt_too_long":
-        "Perplexity's 400 of type too_many_prompt_tokens is classified BAD_REQUEST, not CONTEXT_WINDOW",
-    "bedrock/error_input_too_long":
-        "Bedrock's ValidationException 'Input Tokens Exceeded: Number of input tokens exceeds maximum "
-        "length' matches none of the context-window patterns, so it is a plain BAD_REQUEST",
-}
-ERROR_MESSAGE_DEFECTS = {
-    "mistral/error_auth":
-        "the message of Mistral's 401 body {'detail': 'Invalid API Key'} is dropped: the error says only "
-        "'upstream returned HTTP 401' (the OpenAI-style reader knows `error` and `message`, not `detail`)",
-}
+ERROR_DEFECTS: dict[str, str] = {}
+ERROR_MESSAGE_DEFECTS: dict[str, str] = {}
 
 
 def params(recs, defects=None):

@@ -320,6 +320,22 @@ def _passthrough(usage: dict) -> dict:
     return dict(usage)
 
 
+def _preset(vendor: str) -> Callable[[dict], dict]:
+    """The usage of a non-stream answer as the OpenAI-compatible preset `vendor` translates it (xAI
+    and Perplexity count reasoning apart from completion_tokens, and the preset folds it in)."""
+    def translate(usage: dict) -> dict:
+        import orjson
+
+        from providers import ProviderSettings, create_provider
+
+        body = {"object": "chat.completion", "usage": usage, "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
+        provider = create_provider(ProviderSettings(name=vendor, type=vendor))
+        return provider.chat_response(orjson.dumps(body), "model")["usage"]
+
+    return translate
+
+
 @dataclass(frozen=True)
 class BillCase:
     vendor: str
@@ -358,21 +374,19 @@ BILL_CASES = [
         "input_tokens": 1500, "cache_creation_input_tokens": 10000, "cache_read_input_tokens": 20000,
         "output_tokens": 500, "cache_creation": {"ephemeral_5m_input_tokens": 10000, "ephemeral_1h_input_tokens": 0},
         "service_tier": "standard"}}),
+    bill_case("anthropic", "claude-sonnet-4-20250514", "web-searches", _anthropic, {"usage": {
+        "input_tokens": 2100, "output_tokens": 300, "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0, "server_tool_use": {"web_search_requests": 3}}}),
     bill_case("anthropic", "claude-sonnet-4-20250514", "cache-write-1h", _anthropic, {"usage": {
         "input_tokens": 1500, "cache_creation_input_tokens": 10000, "cache_read_input_tokens": 0,
         "output_tokens": 500,
-        "cache_creation": {"ephemeral_5m_input_tokens": 4000, "ephemeral_1h_input_tokens": 6000}}},
-        xfail="the Anthropic translator folds one-hour cache writes (usage.cache_creation.ephemeral_1h_input_tokens, "
-              "2x input) into cache_creation_tokens, priced as five-minute writes (1.25x); the pricer reads them "
-              "from prompt_tokens_details.cache_creation_1h_tokens"),
+        "cache_creation": {"ephemeral_5m_input_tokens": 4000, "ephemeral_1h_input_tokens": 6000}}}),
     bill_case("bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0", "read-write", _bedrock, {"usage": {
         "inputTokens": 24, "outputTokens": 11, "totalTokens": 3335, "cacheReadInputTokens": 2100,
         "cacheWriteInputTokens": 1200}}),
     bill_case("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "cache-write-1h", _bedrock, {"usage": {
         "inputTokens": 3000, "outputTokens": 400, "totalTokens": 15400, "cacheReadInputTokens": 0,
-        "cacheWriteInputTokens": 12000, "cacheDetails": [{"ttl": "1h", "inputTokens": 12000}]}},
-        xfail="the Bedrock translator drops usage.cacheDetails, so one-hour cache writes are priced as "
-              "five-minute ones; the pricer reads them from prompt_tokens_details.cache_creation_1h_tokens"),
+        "cacheWriteInputTokens": 12000, "cacheDetails": [{"ttl": "1h", "inputTokens": 12000}]}}),
     bill_case("gemini", "gemini-2.5-flash", "read-thinking-tools", _gemini, {"usageMetadata": {
         "promptTokenCount": 40000, "candidatesTokenCount": 500, "thoughtsTokenCount": 1200,
         "cachedContentTokenCount": 32000, "toolUsePromptTokenCount": 300, "totalTokenCount": 42000,
@@ -380,9 +394,8 @@ BILL_CASES = [
         "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 32000}]}}),
     bill_case("gemini", "gemini-2.5-flash", "audio", _gemini, {"usageMetadata": {
         "promptTokenCount": 12000, "candidatesTokenCount": 300, "totalTokenCount": 12300,
-        "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 10000}, {"modality": "TEXT", "tokenCount": 2000}]}},
-        xfail="the Gemini translator drops usageMetadata.promptTokensDetails, so audio input is priced as text "
-              "($0.30 instead of $1/MTok); the pricer reads prompt_tokens_details.audio_tokens"),
+        "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 10000},
+                                {"modality": "TEXT", "tokenCount": 2000}]}}),
     bill_case("cohere", "command-a-03-2025", "billed-units", _cohere, {"usage": {
         "billed_units": {"input_tokens": 1200, "output_tokens": 40},
         "tokens": {"input_tokens": 1500, "output_tokens": 40}, "cached_tokens": 384}}),
@@ -394,18 +407,13 @@ BILL_CASES = [
         "prompt_tokens_details": {"cached_tokens": 8192}}}),
     bill_case("perplexity", "sonar-pro", "request-fee", _passthrough, {"usage": {
         "prompt_tokens": 200, "completion_tokens": 900, "total_tokens": 1100, "search_context_size": "low"}}),
-    bill_case("perplexity", "sonar-deep-research", "reasoning-citations", _passthrough, {"usage": {
+    bill_case("perplexity", "sonar-deep-research", "reasoning-citations", _preset("perplexity"), {"usage": {
         "prompt_tokens": 200, "completion_tokens": 900, "total_tokens": 1100, "citation_tokens": 3000,
-        "reasoning_tokens": 6000, "num_search_queries": 12}},
-        xfail="Perplexity reports reasoning_tokens, citation_tokens (outside completion_tokens) and "
-              "num_search_queries at the top of `usage`, and the preset passes them on as they are: the "
-              "pricer reads completion_tokens (reasoning included) and completion_tokens_details.reasoning_tokens"),
-    bill_case("xai", "grok-3-mini", "reasoning", _passthrough, {"usage": {
+        "reasoning_tokens": 6000, "num_search_queries": 12}}),
+    bill_case("xai", "grok-3-mini", "reasoning", _preset("xai"), {"usage": {
         "prompt_tokens": 200, "completion_tokens": 100, "total_tokens": 1100,
         "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 800}}}, "chat",
-        xfail="xAI's completion_tokens leave out completion_tokens_details.reasoning_tokens (billed as output), "
-              "and the preset passes them on as they are: the pricer takes completion_tokens as including them"),
+        "completion_tokens_details": {"reasoning_tokens": 800}}}, "chat"),
 ]
 
 

@@ -171,3 +171,24 @@ async def test_vendor_error_falls_back_as_its_kind_says(rec, served, make_router
     attempts = resp.model_extra["extra_fields"]["attempts"]
     assert [a["model"] for a in attempts] == [f"rec/{rec.model}", "demo/echo"]
     assert resp.choices[0].message.content == "Hi"
+
+
+CITED_STREAMS = [r for r in unit.STREAMS if any("citation" in c for c in r.covers)]
+
+
+@pytest.mark.parametrize("rec", unit.params(CITED_STREAMS))
+async def test_cited_stream_through_the_sdk_accumulator(rec, served, make_router, openai_client):
+    """The openai SDK's `chat.completions.stream` folds the chunks into one message: the citations'
+    one delta must not break it, and every citation must span text of the final content."""
+    client, _ = await client_for(rec, served, make_router, openai_client)
+    async with client.chat.completions.stream(model=f"rec/{rec.model}", messages=PROMPT) as stream:
+        async for _ in stream:
+            pass
+        final = await stream.get_final_completion()
+    message = final.choices[0].message
+    extra = message.model_extra or {}
+    cited = extra.get("document_citations") or []
+    assert cited or message.annotations
+    for citation in cited:
+        span = citation["document_citation"]
+        assert message.content[span["start_index"]:span["end_index"]].strip()
