@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .anthropic import AnthropicProvider
-from .base import Capabilities, HttpRequest, LocalReply, Provider, ProviderSettings, StreamTranslator
+from .base import MESSAGES_DIALECT, Capabilities, HttpRequest, LocalReply, Provider, ProviderSettings, StreamTranslator
 from .bedrock import BedrockProvider
 from .cohere import CohereProvider
 from .errors import ErrorKind, UpstreamError
@@ -38,6 +38,7 @@ def create_provider(settings: ProviderSettings) -> Provider:
 
 
 __all__ = [
+    "MESSAGES_DIALECT",
     "PROVIDER_TYPES",
     "Capabilities",
     "ErrorKind",

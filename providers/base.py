@@ -23,6 +23,9 @@ import orjson
 from .capabilities import Capabilities, drop_params, unsupported_error
 from .errors import ErrorKind, UpstreamError, is_context_window, kind_for_status, parse_retry_after
 
+# Wire dialects a face speaks that a vendor may speak too (`Provider.speaks`).
+MESSAGES_DIALECT = "anthropic.messages"  # Anthropic's Messages API
+
 
 @dataclass(slots=True)
 class HttpRequest:
@@ -32,6 +35,7 @@ class HttpRequest:
     url: str
     headers: dict[str, str]
     body: bytes | None = None
+    relay: bool = False  # the answer goes to the client as the vendor sent it (a face's own dialect)
 
 
 @dataclass(slots=True)
@@ -274,6 +278,19 @@ class Provider:
         request would be sent; None when the request sets no bound. Never raises."""
         value = body.get("max_completion_tokens") or body.get("max_tokens")
         return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+    # -- a face's own dialect ---------------------------------------------------------------
+    def speaks(self, dialect: str) -> bool:
+        """Whether this vendor's API is `dialect` (a face's wire format, e.g. "anthropic.messages"), so
+        a request in it can be forwarded as it is instead of translated twice."""
+        return False
+
+    def native_request(self, dialect: str, body: dict, model: str, api_key: str | None, stream: bool,
+                       headers: Mapping[str, str]) -> HttpRequest:
+        """A request already in the vendor's own dialect, forwarded with only the model (and the stream
+        flag) set: every member kept, `headers` (the client's dialect headers) forwarded. Only called
+        when `speaks(dialect)`; the answer is relayed as the vendor sends it."""
+        raise NotImplementedError
 
     # -- embeddings -------------------------------------------------------------------------
     def embeddings_request(self, body: dict, model: str, api_key: str | None) -> HttpRequest:

@@ -49,6 +49,8 @@ class Capabilities:
     openai_only: bool = True  # audio, modalities beyond text, prediction, web_search_options
     verbosity: bool = True
     legacy_functions: bool = True  # functions / function_call
+    thinking: bool = True  # an Anthropic-style `thinking` member (tuning only: see `TUNING`)
+    cache_marks: bool = True  # Anthropic-style `cache_control` marks on messages, parts, tools (tuning only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,68 @@ def unsupported(capabilities: Capabilities, body: Mapping[str, Any], endpoint: E
 @cache
 def _lacking(capabilities: Capabilities) -> tuple[Parameter, ...]:
     return tuple(p for p in PARAMETERS if not getattr(capabilities, p.flag))
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """What a face may mark as only tuning the vendor's behaviour (a Messages request's `thinking` and
+    cache marks): never refused; stripped (`strip`) for a deployment whose provider lacks `flag`, since
+    the answer means the same without it. `present(body)` says whether the request uses it."""
+
+    name: str
+    flag: str
+    present: Callable[[Mapping[str, Any]], bool]
+    strip: Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def _marked(item: Any) -> bool:
+    return isinstance(item, dict) and "cache_control" in item
+
+
+def _has_cache_marks(body: Mapping[str, Any]) -> bool:
+    messages, tools = body.get("messages"), body.get("tools")
+    return (isinstance(messages, list) and any(
+        _marked(m) or (isinstance(m, dict) and isinstance(m.get("content"), list) and any(map(_marked, m["content"])))
+        for m in messages)) or (isinstance(tools, list) and any(map(_marked, tools)))
+
+
+def _unmarked(item: Any) -> Any:
+    if not _marked(item):
+        return item
+    return {k: v for k, v in item.items() if k != "cache_control"}
+
+
+def _without_cache_marks(body: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(body)
+    messages, tools = body.get("messages"), body.get("tools")
+    if isinstance(messages, list):
+        out["messages"] = [
+            {**_unmarked(m), "content": [_unmarked(p) for p in m["content"]]}
+            if isinstance(m, dict) and isinstance(m.get("content"), list) else _unmarked(m) for m in messages]
+    if isinstance(tools, list):
+        out["tools"] = [_unmarked(t) for t in tools]
+    return out
+
+
+TUNING: tuple[Tuning, ...] = (
+    Tuning("thinking", "thinking", lambda body: body.get("thinking") is not None,
+           lambda body: {k: v for k, v in body.items() if k != "thinking"}),
+    Tuning("cache_control", "cache_marks", _has_cache_marks, _without_cache_marks),
+)
+_TUNING = {t.name: t for t in TUNING}
+
+
+def untuned(capabilities: Capabilities, body: Mapping[str, Any], names: Iterable[str]) -> list[str]:
+    """The tuning `names` (see `Tuning`) `body` uses that a provider with `capabilities` cannot honour."""
+    return [t.name for t in TUNING if t.name in names and not getattr(capabilities, t.flag) and t.present(body)]
+
+
+def without_tuning(body: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """`body` without the tuning `names` (from `untuned`)."""
+    out = dict(body)
+    for name in names:
+        out = _TUNING[name].strip(out)
+    return out
 
 
 def honours_all(capabilities: Capabilities) -> bool:

@@ -76,7 +76,8 @@ _bad_request = partial(bad_request_error, "cohere")
 class CohereProvider(Provider):
     type: ClassVar[str] = "cohere"
     default_base_url: ClassVar[str | None] = "https://api.cohere.com"
-    capabilities = Capabilities(n=False, logprobs=False, logit_bias=False, openai_only=False, legacy_functions=False)
+    capabilities = Capabilities(n=False, logprobs=False, logit_bias=False, openai_only=False, legacy_functions=False,
+                                cache_marks=False)
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)

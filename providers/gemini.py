@@ -55,7 +55,7 @@ class GeminiProvider(Provider):
     # top candidates do not map faithfully onto OpenAI's (no bytes, thoughts interleaved), so no.
     # seed and penalties map onto generationConfig; logit_bias, verbosity and the OpenAI-only members
     # have never been refused here and are still accepted (and ignored).
-    capabilities = Capabilities(logprobs=False, legacy_functions=False)
+    capabilities = Capabilities(logprobs=False, legacy_functions=False, cache_marks=False)
 
     def __init__(self, settings) -> None:
         super().__init__(settings)

@@ -124,7 +124,7 @@ class MockProvider(OpenAIProvider):
     type: ClassVar[str] = "mock"
     local: ClassVar[bool] = True
     default_base_url: ClassVar[str | None] = LOCAL_URL
-    capabilities = Capabilities(logprobs=False)
+    capabilities = Capabilities(logprobs=False, thinking=False, cache_marks=False)
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)

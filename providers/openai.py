@@ -65,10 +65,11 @@ PRESETS: dict[str, Preset] = {
 
 
 class OpenAIProvider(Provider):
-    """The canonical format itself: every capability (a preset without embeddings narrows its instance's)."""
+    """The canonical format itself: every capability (a preset without embeddings narrows its instance's),
+    but no Anthropic-style `thinking` (OpenAI's reasoning is asked for with `reasoning_effort`)."""
 
     type: ClassVar[str] = "openai"
-    capabilities = Capabilities()
+    capabilities = Capabilities(thinking=False, cache_marks=False)
 
     def __init__(self, settings) -> None:
         preset = PRESETS.get(settings.type, PRESETS["openai"])

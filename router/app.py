@@ -19,7 +19,7 @@ from .agents.routes import add_agent_routes
 from .config import LoadedConfig
 from .cors import Cors
 from .edge import read_json
-from .errors import ApiError, error_response
+from .errors import ERROR_SHAPE, ApiError, error_response
 from .exchange import note_error
 from .gateway import GATEWAY, Gateway
 from .handlers.admin import add_admin_routes
@@ -27,6 +27,7 @@ from .handlers.chat import ChatFace
 from .handlers.embeddings import EmbeddingsFace
 from .handlers.face import Face, serve
 from .handlers.health import healthz, readyz
+from .handlers.messages import MessagesFace, count_tokens_route
 from .handlers.metrics import metrics
 from .handlers.models import list_models, retrieve_model
 from .handlers.usage import usage
@@ -39,28 +40,33 @@ log = logging.getLogger("switchboard")
 
 @web.middleware
 async def error_middleware(request: web.Request, handler):
-    """Every failure leaves as an OpenAI-shaped JSON error: never a traceback, never a key."""
+    """Every failure leaves as a JSON error, OpenAI-shaped unless the face set its own shape
+    (`ERROR_SHAPE`): never a traceback, never a key."""
     try:
         return await handler(request)
     except ApiError as exc:
         note_error(request, exc.code)
-        return error_response(exc.status, exc.to_openai(), headers=exc.headers)
+        return _error(request, exc.status, exc.to_openai(), exc.headers)
     except UpstreamError as exc:  # a provider rejected the request while translating it
-        return error_response(exc.client_status, exc.to_openai())
+        return _error(request, exc.client_status, exc.to_openai())
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
         headers = {"allow": exc.headers["allow"]} if "allow" in exc.headers else None
-        return error_response(exc.status, {"message": f"{request.method} {request.path}: {exc.reason}",
-                                           "type": "invalid_request_error", "param": None, "code": code},
-                              headers=headers)
+        return _error(request, exc.status, {"message": f"{request.method} {request.path}: {exc.reason}",
+                                            "type": "invalid_request_error", "param": None, "code": code}, headers)
     except (ConnectionResetError, ConnectionError):
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, {"message": "internal error in the router", "type": "server_error",
-                                    "param": None, "code": "internal_error"})
+        return _error(request, 500, {"message": "internal error in the router", "type": "server_error",
+                                     "param": None, "code": "internal_error"})
+
+
+def _error(request: web.Request, status: int, error: dict, headers: dict[str, str] | None = None) -> web.Response:
+    shape = request.get(ERROR_SHAPE)
+    return shape(status, error, headers) if shape is not None else error_response(status, error, headers=headers)
 
 
 def proxy_route(pipeline: Pipeline, face: Face, agents: bool = False) -> Callable[[web.Request],
@@ -70,7 +76,11 @@ def proxy_route(pipeline: Pipeline, face: Face, agents: bool = False) -> Callabl
     agent (`model: "agent:<id>"` or `x-agent-id`) goes to the agents' OpenAI face instead."""
     limit, timeout_s = pipeline.max_body_bytes, pipeline.body_timeout_s
 
+    shape = face.error_shape
+
     async def route(request: web.Request) -> web.StreamResponse:
+        if shape is not None:
+            request[ERROR_SHAPE] = shape  # before anything can fail: every error in the face's shape
         req = await pipeline.open(request)
         try:
             body = await read_json(request, limit, timeout_s)
@@ -103,6 +113,8 @@ def build_app(loaded: LoadedConfig) -> web.Application:
     embeddings = proxy_route(pipeline, EmbeddingsFace(with_extra))
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/chat/completions", chat)
+    app.router.add_post("/v1/messages", proxy_route(pipeline, MessagesFace(with_extra)))
+    app.router.add_post("/v1/messages/count_tokens", count_tokens_route(pipeline))
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)

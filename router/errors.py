@@ -1,7 +1,9 @@
-"""Client-facing errors in OpenAI's shape: `{"error": {message, type, param, code}}`."""
+"""Client-facing errors in OpenAI's shape: `{"error": {message, type, param, code}}` (a face may
+re-shape them: `ERROR_SHAPE`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -32,6 +34,12 @@ class ApiError(Exception):
 
     def to_openai(self) -> dict[str, Any]:
         return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+
+
+# A face whose clients expect errors in another shape sets its renderer on the request under this key
+# before anything can fail (`ErrorShape(status, openai_error, headers)`); the error middleware uses it.
+ErrorShape = Callable[[int, dict[str, Any], "dict[str, str] | None"], web.Response]
+ERROR_SHAPE = web.RequestKey("error_shape", ErrorShape)
 
 
 def error_body(error: dict[str, Any], extra_fields: dict[str, Any] | None = None) -> bytes:

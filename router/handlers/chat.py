@@ -11,6 +11,7 @@ ends the stream with one OpenAI error event.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ from ..cache import CHAT
 from ..edge import DONE, SSE_HEADERS, sse_data
 from ..errors import upstream_error_response
 from ..exchange import Outcome
-from ..pipeline import CallFailed, Completion, ModelRequest
+from ..pipeline import CallFailed, Completion, LiveStream, ModelRequest, Replay
 from ..validation import validate_chat
 
 ROUTER_ONLY_FIELDS = ("fallbacks",)
@@ -40,9 +41,13 @@ class OpenAIFace:
     """What the OpenAI-shaped faces share: `extra_fields` on answers and errors."""
 
     stream_headers = SSE_HEADERS
+    error_shape = None
 
     def __init__(self, with_extra: bool) -> None:
         self.with_extra = with_extra
+
+    def headers(self, mreq: ModelRequest, answer: Completion | Replay | LiveStream) -> dict[str, str]:
+        return {}  # `extra_fields` carries the routing metadata
 
     def render(self, mreq: ModelRequest, answer: Completion) -> dict[str, Any]:
         if not self.with_extra:
@@ -56,15 +61,15 @@ class OpenAIFace:
 
 
 class ChatFace(OpenAIFace):
-    def parse(self, body: dict[str, Any]) -> ModelRequest:
+    def parse(self, body: dict[str, Any], headers: Mapping[str, str]) -> ModelRequest:
         model, fallbacks = validate_chat(body)
         stream = body.get("stream") is True
         return ModelRequest("chat", model, upstream_body(body), "chat.completion.chunk" if stream else
                             "chat.completion", fallbacks, stream, CHAT)
 
-    def chunks(self, mreq: ModelRequest, outcome: Outcome) -> ChatChunks:
+    def chunks(self, mreq: ModelRequest, answer: Replay | LiveStream) -> ChatChunks:
         options = mreq.body.get("stream_options")
-        return ChatChunks(outcome, isinstance(options, dict) and options.get("include_usage") is True,
+        return ChatChunks(answer.outcome, isinstance(options, dict) and options.get("include_usage") is True,
                           self.with_extra)
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 from ..cache import EMBEDDINGS
-from ..exchange import Outcome
-from ..pipeline import Completion, ModelRequest
+from ..pipeline import Completion, LiveStream, ModelRequest, Replay
 from ..validation import validate_embeddings
 from .chat import OpenAIFace, upstream_body
 
 
 class EmbeddingsFace(OpenAIFace):
-    def parse(self, body: dict[str, Any]) -> ModelRequest:
+    def parse(self, body: dict[str, Any], headers: Mapping[str, str]) -> ModelRequest:
         model, fallbacks = validate_embeddings(body)
         return ModelRequest("embeddings", model, upstream_body(body), "embedding", fallbacks, False, EMBEDDINGS)
 
@@ -24,7 +24,7 @@ class EmbeddingsFace(OpenAIFace):
             out = {**out, "data": [_to_base64(item) for item in out.get("data") or ()]}
         return out
 
-    def chunks(self, mreq: ModelRequest, outcome: Outcome):
+    def chunks(self, mreq: ModelRequest, answer: Replay | LiveStream):
         raise AssertionError("embeddings are never streamed")
 
 

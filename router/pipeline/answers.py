@@ -21,6 +21,7 @@ from ..exchange import Outcome
 from ..routing.call import Call
 from ..routing.chain import OpenStream
 from ..routing.fanout import MergedStream
+from ..routing.relay import Relay
 from .billing import estimate_usage, generated_text
 
 
@@ -36,12 +37,14 @@ class CallFailed(Exception):
 class Completion:
     """A whole answer: a canonical body (a `chat.completion` or an embeddings `list`)."""
 
-    __slots__ = ("body", "outcome", "raw")
+    __slots__ = ("body", "outcome", "raw", "relayed")
 
-    def __init__(self, body: dict[str, Any], outcome: Outcome, raw: bytes | None = None) -> None:
+    def __init__(self, body: dict[str, Any], outcome: Outcome, raw: bytes | None = None,
+                 relayed: bytes | None = None) -> None:
         self.body = body  # shared with the cache on a hit: build new objects, never mutate it
         self.outcome = outcome
         self.raw = raw  # the vendor's untranslated body, when the caller may see it
+        self.relayed = relayed  # the vendor's body in the face's own dialect, to send as it is
 
     @property
     def hit(self) -> bool:
@@ -52,6 +55,8 @@ class Replay:
     """A cached stream: its chunks, in order, as the first client received them."""
 
     __slots__ = ("_chunks", "outcome")
+
+    relay = None  # a replay is rendered from its canonical chunks
 
     def __init__(self, entry: CachedResponse, outcome: Outcome) -> None:
         assert entry.chunks is not None
@@ -93,6 +98,11 @@ class LiveStream:
         self.completed = False
         self.accounted = False
         self.outcome = Outcome.of(call, None, False, cache)
+
+    @property
+    def relay(self) -> Relay | None:
+        """The vendor's own bytes, when it speaks the face's dialect (see `routing/relay.py`)."""
+        return getattr(self._opened, "relay", None)
 
     async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
         recorder = self._recorder

@@ -102,7 +102,7 @@ class Pipeline:
         if key is not None and key.models is not None:
             plan = policy.reachable(key, plan, mreq.model)
         body = mreq.body
-        plan, stripped = policy.capable(plan, mreq.kind, body)
+        plan, stripped = policy.capable(plan, mreq.kind, body, mreq.tuning)
         fan = needs_fanout(plan, body) if mreq.kind == "chat" and "n" in body else 0
         if fan:
             body = without_n(body)
@@ -114,7 +114,8 @@ class Pipeline:
     def cache_key(self, req: ProxyRequest, mreq: ModelRequest, streamed: bool) -> str | None:
         if req.directive is None or mreq.cache_endpoint is None:
             return None
-        return cache_key(mreq.cache_endpoint, req.tenant, mreq.model, mreq.body, streamed)
+        body = mreq.native.body if mreq.native is not None else mreq.body  # every member the client wrote
+        return cache_key(mreq.cache_endpoint, req.tenant, mreq.model, body, streamed)
 
     def cache_status(self, req: ProxyRequest, key: str | None) -> str:
         """What to report when the answer comes from upstream: miss, bypass (lookup skipped) or off."""
@@ -210,11 +211,14 @@ class Pipeline:
         """Walk the chain for a whole answer, bill and record it. Raises `CallFailed` (recorded)."""
         call = Call(mreq.requested, mreq.request_type, req.started if started is None else started)
         kind = mreq.kind
+        native = mreq.native
 
         def build(target: Target, key: str | None):
             provider = target.runtime.provider
             if kind == "embeddings":
                 return provider.embeddings_request(route.body_for(target), target.model, key)
+            if native is not None and provider.speaks(native.dialect):
+                return provider.native_request(native.dialect, native.body, target.model, key, False, native.headers)
             return provider.chat_request(route.body_for(target), target.model, key, False)
 
         def parse(target: Target, raw: bytes, headers: Mapping[str, str]) -> dict:
@@ -239,7 +243,8 @@ class Pipeline:
         outcome = Outcome(call, bill(self._pricer, target, usage, estimated), True, cache, target.runtime.name,
                           target.label)
         self.record(req, outcome, held)
-        return Completion(result, outcome, raw if self.wants_raw(req, call) else None)
+        relayed = native is not None and target.runtime.provider.speaks(native.dialect)
+        return Completion(result, outcome, raw if self.wants_raw(req, call) else None, raw if relayed else None)
 
     async def open_stream(self, req: ProxyRequest, mreq: ModelRequest, route: Route, cache: str,
                           held: Reservation | None = None, recorder: StreamRecorder | None = None,
@@ -248,8 +253,14 @@ class Pipeline:
         deployment produced one; the stream records its own outcome when it ends."""
         call = Call(mreq.requested, mreq.request_type, req.started if started is None else started)
 
+        native = mreq.native
+
         def build(target: Target, api_key: str | None):
-            return target.runtime.provider.chat_request(route.body_for(target), target.model, api_key, True)
+            provider = target.runtime.provider
+            if native is not None and provider.speaks(native.dialect):
+                return provider.native_request(native.dialect, native.body, target.model, api_key, True,
+                                               native.headers)
+            return provider.chat_request(route.body_for(target), target.model, api_key, True)
 
         try:
             if route.fan:

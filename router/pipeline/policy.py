@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from providers.capabilities import can_drop, unsupported, unsupported_error, without
+from providers.capabilities import can_drop, unsupported, unsupported_error, untuned, without, without_tuning
 
 from ..auth import VirtualKey
 from ..errors import ApiError
@@ -57,10 +57,11 @@ def reachable(key: VirtualKey | None, plan: Plan, requested: str) -> Plan:
     return Plan(targets, plan.hedge_after_s if len(targets) > 1 else None)
 
 
-def capable(plan: Plan, kind: str, body: dict) -> tuple[Plan, dict[str, dict] | None]:
+def capable(plan: Plan, kind: str, body: dict, tuning: tuple[str, ...] = ()) -> tuple[Plan, dict[str, dict] | None]:
     """The deployments that can serve this request, and the stripped body of those that drop what
-    they cannot honour (label -> body). 400 naming a parameter when none can."""
-    if kind == "chat" and all(t.runtime.honours_all for t in plan.targets):
+    they cannot honour (label -> body). 400 naming a parameter when none can. The `tuning` members (a
+    face marks those that only tune the vendor's behaviour) are stripped, never refused."""
+    if kind == "chat" and not tuning and all(t.runtime.honours_all for t in plan.targets):
         return plan, None  # the common case: nothing to check
     kept: list[Target] = []
     stripped: dict[str, dict] = {}
@@ -68,11 +69,14 @@ def capable(plan: Plan, kind: str, body: dict) -> tuple[Plan, dict[str, dict] | 
     for target in plan.targets:
         provider = target.runtime.provider
         missing = unsupported(provider.capabilities, body, kind)
+        soft = untuned(provider.capabilities, body, tuning) if tuning else []
         if not missing:
             kept.append(target)
+            if soft:
+                stripped[target.label] = without_tuning(body, soft)
         elif kind == "chat" and provider.drop_params and can_drop(missing):
             kept.append(target)
-            stripped[target.label] = without(body, missing)
+            stripped[target.label] = without_tuning(without(body, missing), soft)
         elif first_refusal is None:
             first_refusal = unsupported_error(target.runtime.name, missing[0], kind)
     if not kept:

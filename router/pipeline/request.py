@@ -21,6 +21,16 @@ from ..routing.table import Plan, Target
 Kind = Literal["chat", "embeddings"]
 
 
+@dataclass(frozen=True, slots=True)
+class Native:
+    """A request as the client wrote it in its face's dialect, for a deployment whose vendor speaks
+    that dialect (`Provider.speaks`): forwarded as it is, with the client's dialect `headers`."""
+
+    dialect: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
 @dataclass(slots=True)
 class ModelRequest:
     """One model call as a face parsed it: canonical body, the name asked for, how it may be cached."""
@@ -35,6 +45,9 @@ class ModelRequest:
     reported_as: str | None = None  # `model_requested` when not `model` (an agent run reports the agent)
     model_named: bool = True  # the client wrote `model` (False: an agent's configured model, checked by
     #                           its deployments only)
+    native: Native | None = None  # the request in its own dialect, where a vendor speaks it
+    tuning: tuple[str, ...] = ()  # members that only tune the vendor: stripped where not honoured
+    dropped: tuple[str, ...] = ()  # what the face could not carry into `body` (it only tuned the vendor)
 
     @property
     def requested(self) -> str:

@@ -27,6 +27,7 @@ from ..upstream import Transport, UpstreamResponse
 from .call import Call, ChainFailed
 from .health import Deployment, HealthRegistry
 from .policy import ErrorPolicy
+from .relay import Relay
 from .table import KeySlot, Plan, Target
 
 log = logging.getLogger("switchboard")
@@ -52,16 +53,17 @@ def has_content(chunk: dict) -> bool:
 class OpenStream:
     """A committed upstream stream: the chunks read up to the first content, then the rest."""
 
-    __slots__ = ("_call", "_data", "_dep", "_health", "_resp", "_translator", "finished", "head")
+    __slots__ = ("_call", "_data", "_dep", "_health", "_resp", "_translator", "finished", "head", "relay")
 
     def __init__(self, call: Call, resp: UpstreamResponse, data: AsyncIterator[bytes],
-                 translator: StreamTranslator, head: list[dict], finished: bool) -> None:
+                 translator: StreamTranslator | Relay, head: list[dict], finished: bool) -> None:
         self._call = call
         self._resp = resp
         self._data = data
         self._translator = translator
         self.head = head
         self.finished = finished
+        self.relay = translator if isinstance(translator, Relay) else None  # the vendor's bytes, for the client
         self._health: HealthRegistry | None = None
         self._dep: Deployment | None = None
 
@@ -181,6 +183,8 @@ class Chain:
                 if resp.status >= 300:
                     raise runtime.provider.error(resp.status, resp.headers, await resp.read())
                 translator = runtime.provider.chat_stream(target.model)
+                if request.relay:
+                    translator = Relay(translator)
                 data = resp.iter_chunks()
                 head: list[dict] = []
                 finished = True

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 import pydantic
+from anthropic._constants import ANTHROPIC_API_VERSION
 from aiohttp import web
 from support.vendor_schemas import ANTHROPIC_EVENT, ANTHROPIC_MESSAGE, anthropic_request_problems
 
@@ -37,6 +38,9 @@ from .base import FakeVendor, Received, Stream, VendorRejected, json_response, n
 from .openai_upstream import SECRET
 
 VERSION = "2023-06-01"
+# The versions the fake answers: the one the router's translator sends, and the one the installed
+# anthropic SDK sends (relayed as it is when the Messages face forwards a request).
+VERSIONS = frozenset({VERSION, ANTHROPIC_API_VERSION})
 DEFAULT_USAGE = {"input_tokens": 21, "cache_creation_input_tokens": 30, "cache_read_input_tokens": 100,
                  "output_tokens": 9}
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
@@ -228,8 +232,8 @@ class FakeAnthropic(FakeVendor):
         if headers.get("x-api-key") not in self.keys:
             raise VendorRejected("bad x-api-key", json_response(
                 error_body(401, message="invalid x-api-key"), 401))
-        if headers.get("anthropic-version") != VERSION:
-            _reject(f"anthropic-version header is {headers.get('anthropic-version')!r}, not {VERSION}")
+        if headers.get("anthropic-version") not in VERSIONS:
+            _reject(f"anthropic-version header is {headers.get('anthropic-version')!r}, not one of {sorted(VERSIONS)}")
         if not headers.get("content-type", "").startswith("application/json"):
             _reject("content-type is not application/json")
         problems = anthropic_request_problems(received.body, received.stream)

@@ -82,7 +82,8 @@ class Reply:
     `stall_s` after N events, then sends the rest. `one_write` sends the whole body (the error or
     garbage included) in one write, so the router reads content and fault together.
 
-    Quirks of OpenAI-compatible vendors: `typed_calls=False` leaves `"type": "function"` out of tool
+    Quirks of OpenAI-compatible vendors: `reasoning` is sent as `reasoning_content` (DeepSeek and
+    others: whole, or in deltas before the text); `typed_calls=False` leaves `"type": "function"` out of tool
     calls (Mistral), `null_usage=True` puts `"usage": null` on every chunk even when usage was not
     asked for.
     """
@@ -106,6 +107,7 @@ class Reply:
     one_write: bool = False
     typed_calls: bool = True
     null_usage: bool = False
+    reasoning: str | None = None  # `reasoning_content`, as DeepSeek and other compatible servers send it
     error: dict = field(default_factory=lambda: {"message": "The server had an error while processing your request.",
                                                  "type": "server_error", "param": None, "code": None})
 
@@ -121,6 +123,8 @@ class Reply:
         message: dict[str, Any] = {"role": "assistant", "content": self.text, "refusal": None, "annotations": []}
         if self.tool_calls:
             message["tool_calls"] = self._calls()
+        if self.reasoning is not None:
+            message["reasoning_content"] = self.reasoning
         choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": self._finish()}
                    for i in range(self.n)]
         out = {"id": "chatcmpl-fake123", "object": "chat.completion", "created": int(time.time()), "model": model,
@@ -143,6 +147,8 @@ class Reply:
         for i in range(self.n):
             out.append(chunk(i, {"role": "assistant", "content": "" if not self.tool_calls else None,
                                  "refusal": None}))
+            if self.reasoning:
+                out.extend(chunk(i, {"reasoning_content": p}) for p in words(self.reasoning))
             if self.text and not self.tool_calls:
                 out.extend(chunk(i, {"content": p}) for p in self.pieces or words(self.text))
             for k, call in enumerate(self._calls()):

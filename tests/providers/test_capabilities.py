@@ -16,12 +16,15 @@ from providers import base as providers_base
 from providers.capabilities import (
     FLAGS,
     PARAMETERS,
+    TUNING,
     can_drop,
     drop_params,
     message,
     unsupported,
     unsupported_error,
+    untuned,
     without,
+    without_tuning,
 )
 from providers.openai import PRESETS
 
@@ -102,7 +105,9 @@ def make(type_name: str, **options: Any):
 # -- the table itself -------------------------------------------------------------------------------
 def test_every_row_names_a_flag_and_every_flag_is_read() -> None:
     assert {p.flag for p in PARAMETERS} <= FLAGS
-    assert FLAGS - {p.flag for p in PARAMETERS} == {"n", "embeddings"}  # read by the router, not by rows
+    tuning = {t.flag for t in TUNING}
+    assert tuning <= FLAGS and not tuning & {p.flag for p in PARAMETERS}
+    assert FLAGS - {p.flag for p in PARAMETERS} - tuning == {"n", "embeddings"}  # read by the router, not by rows
     assert len({p.member for p in PARAMETERS}) == len(PARAMETERS)
     assert set(ASKING) == set(NEUTRAL) == {p.member for p in PARAMETERS}
     assert "n" not in {p.member for p in PARAMETERS}
@@ -232,3 +237,26 @@ def test_only_messages_cannot_be_dropped() -> None:
     assert can_drop([p.member for p in PARAMETERS if p.member != "messages"])
     assert not can_drop(["seed", "messages"])
     assert can_drop([])
+
+
+# -- tuning members: stripped for a provider without them, never refused ------------------------------
+MARKED = {"model": "m", "thinking": {"type": "enabled", "budget_tokens": 1024},
+          "messages": [{"role": "system", "content": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}]},
+                       {"role": "user", "content": "Hi", "cache_control": {"type": "ephemeral"}}],
+          "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}]}
+
+
+def test_tuning_members_a_provider_lacks_are_named_and_stripped() -> None:
+    names = ("thinking", "cache_control")
+    assert untuned(Capabilities(), MARKED, names) == []
+    lacking = untuned(Capabilities(thinking=False, cache_marks=False), MARKED, names)
+    assert lacking == ["thinking", "cache_control"]
+    assert untuned(Capabilities(thinking=False, cache_marks=False), MARKED, ("thinking",)) == ["thinking"]
+    out = without_tuning(MARKED, lacking)
+    assert "thinking" not in out and "cache_control" not in str(out)
+    assert out["messages"][0]["content"] == [{"type": "text", "text": "S"}]
+    assert out["messages"][1] == {"role": "user", "content": "Hi"}
+    assert out["tools"] == [{"type": "function", "function": {"name": "f"}}]
+    assert "cache_control" in str(MARKED)  # the request itself is never changed
+    plain = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
+    assert untuned(Capabilities(thinking=False, cache_marks=False), plain, names) == []
