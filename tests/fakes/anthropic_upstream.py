@@ -30,8 +30,8 @@ from typing import Any
 
 import orjson
 import pydantic
-from anthropic._constants import ANTHROPIC_API_VERSION
 from aiohttp import web
+from anthropic._constants import ANTHROPIC_API_VERSION
 from support.vendor_schemas import ANTHROPIC_EVENT, ANTHROPIC_MESSAGE, anthropic_request_problems
 
 from .base import FakeVendor, Received, Stream, VendorRejected, json_response, next_id, signature, split

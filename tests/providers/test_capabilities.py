@@ -240,10 +240,11 @@ def test_only_messages_cannot_be_dropped() -> None:
 
 
 # -- tuning members: stripped for a provider without them, never refused ------------------------------
+MARK = {"type": "ephemeral"}
 MARKED = {"model": "m", "thinking": {"type": "enabled", "budget_tokens": 1024},
-          "messages": [{"role": "system", "content": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}]},
-                       {"role": "user", "content": "Hi", "cache_control": {"type": "ephemeral"}}],
-          "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}]}
+          "messages": [{"role": "system", "content": [{"type": "text", "text": "S", "cache_control": MARK}]},
+                       {"role": "user", "content": "Hi", "cache_control": MARK}],
+          "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": MARK}]}
 
 
 def test_tuning_members_a_provider_lacks_are_named_and_stripped() -> None:

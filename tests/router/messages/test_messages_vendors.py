@@ -55,7 +55,8 @@ async def test_gemini_thought_signature_round_trips_through_tool_use_ids(gemini,
     use = message.content[1]
     assert (use.name, use.input) == ("get_weather", {"city": "Paris"})
     history = [*USER, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in message.content]},
-               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": '{"temp_c": 21}'}]}]
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
+                                             "content": '{"temp_c": 21}'}]}]
     answer = await ask(client, stream, messages=history, **args)
     assert answer.content[-1].text == "It is 21 °C in Paris." and answer.stop_reason == "end_turn"
     one, two = gemini.bodies("gem")
