@@ -15,20 +15,15 @@ Redis (`SET … EX ttl`, shared by every worker); when Redis is unreachable a ru
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from ..config.agents import AgentSessionsConfig
 from ..errors import ApiError
-from ..redis_conn import REDIS_ERRORS, RedisConn
-
-log = logging.getLogger("switchboard")
+from ..records import MemoryRecords, Records, RedisRecords
+from ..redis_conn import RedisConn
 
 SESSION_HEADER = "x-session-id"
 _VALID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
@@ -101,18 +96,21 @@ def trim(messages: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
 
 
 class SessionStore:
-    def __init__(self, config: AgentSessionsConfig) -> None:
+    """Sessions over a record store (`router/records.py`): memory per process, or Redis."""
+
+    def __init__(self, config: AgentSessionsConfig, records: Records) -> None:
         self.config = config
+        self.records = records
 
     @staticmethod
     def key(tenant: str, agent_id: str, session_id: str) -> str:
         return hashlib.sha256(f"{tenant}\x00{agent_id}\x00{session_id}".encode()).hexdigest()
 
     async def load(self, key: str) -> dict[str, Any] | None:
-        raise NotImplementedError
+        return await self.records.load(key)
 
     async def save(self, key: str, record: dict[str, Any]) -> None:
-        raise NotImplementedError
+        await self.records.save(key, record)
 
     async def update(self, key: str, agent_id: str, messages: list[dict[str, Any]], run: dict[str, Any],
                      loaded: dict[str, Any] | None) -> None:
@@ -125,66 +123,9 @@ class SessionStore:
         await self.save(key, record)
 
 
-class MemorySessions(SessionStore):
-    def __init__(self, config: AgentSessionsConfig) -> None:
-        super().__init__(config)
-        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-
-    async def load(self, key: str) -> dict[str, Any] | None:
-        item = self._data.get(key)
-        if item is None:
-            return None
-        expires, raw = item
-        if expires < time.monotonic():
-            del self._data[key]
-            return None
-        self._data.move_to_end(key)
-        return orjson.loads(raw)
-
-    async def save(self, key: str, record: dict[str, Any]) -> None:
-        self._data[key] = (time.monotonic() + self.config.ttl_s, orjson.dumps(record))
-        self._data.move_to_end(key)
-        while len(self._data) > self.config.max_sessions:
-            self._data.popitem(last=False)
-
-
-class RedisSessions(SessionStore):
-    def __init__(self, config: AgentSessionsConfig, conn: RedisConn) -> None:
-        super().__init__(config)
-        self.conn = conn
-
-    def _key(self, key: str) -> str:
-        return self.conn.key("agent-session:" + key)
-
-    async def load(self, key: str) -> dict[str, Any] | None:
-        client = self.conn.client
-        if client is None or not self.conn.up:
-            return None
-        try:
-            raw = await client.get(self._key(key))
-        except REDIS_ERRORS as exc:
-            self.conn.failed(exc)
-            log.warning("agent session not loaded (redis unreachable); running stateless")
-            return None
-        try:
-            return orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            return None
-
-    async def save(self, key: str, record: dict[str, Any]) -> None:
-        client = self.conn.client
-        if client is None or not self.conn.up:
-            return
-        try:
-            await client.set(self._key(key), orjson.dumps(record), ex=max(1, int(self.config.ttl_s)))
-        except REDIS_ERRORS as exc:
-            self.conn.failed(exc)
-            log.warning("agent session not saved (redis unreachable)")
-
-
 def build_store(config: AgentSessionsConfig, conn: RedisConn | None) -> SessionStore:
     if config.backend == "redis" or (config.backend is None and conn is not None):
         if conn is None:
             raise ValueError("agent_settings.sessions.backend 'redis' needs the redis section (redis.url)")
-        return RedisSessions(config, conn)
-    return MemorySessions(config)
+        return SessionStore(config, RedisRecords(conn, "agent-session:", config.ttl_s, "agent session"))
+    return SessionStore(config, MemoryRecords(config.ttl_s, config.max_sessions))
