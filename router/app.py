@@ -28,8 +28,10 @@ from .handlers.embeddings import EmbeddingsFace
 from .handlers.face import Face, serve
 from .handlers.health import healthz, readyz
 from .handlers.messages import MessagesFace, count_tokens_route
+from .handlers.messages.errors import anthropic_error
 from .handlers.metrics import metrics
 from .handlers.models import list_models, retrieve_model
+from .handlers.responses import add_responses_routes
 from .handlers.usage import usage
 from .observe import OBSERVER, Observer, echo_request_id
 from .openapi_spec import openapi
@@ -64,8 +66,13 @@ async def error_middleware(request: web.Request, handler):
                                      "param": None, "code": "internal_error"})
 
 
+# Paths whose errors are never OpenAI-shaped, even those the router answers before any route runs
+# (a method the path does not serve).
+_PATH_SHAPES = (("/v1/messages", anthropic_error),)
+
+
 def _error(request: web.Request, status: int, error: dict, headers: dict[str, str] | None = None) -> web.Response:
-    shape = request.get(ERROR_SHAPE)
+    shape = request.get(ERROR_SHAPE) or next((s for p, s in _PATH_SHAPES if request.path.startswith(p)), None)
     return shape(status, error, headers) if shape is not None else error_response(status, error, headers=headers)
 
 
@@ -115,6 +122,7 @@ def build_app(loaded: LoadedConfig) -> web.Application:
     app.router.add_post("/chat/completions", chat)
     app.router.add_post("/v1/messages", proxy_route(pipeline, MessagesFace(with_extra)))
     app.router.add_post("/v1/messages/count_tokens", count_tokens_route(pipeline))
+    add_responses_routes(app, pipeline, gateway)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)

@@ -14,6 +14,7 @@ from aiohttp import web
 from .accounting.store import GROUP_BY
 from .agents.openapi import AGENT_SCHEMAS, add_agent_docs
 from .cache.control import MAX_TTL_S, TTL_HEADER
+from .handlers.messages.openapi import MESSAGES_SCHEMAS, add_messages_docs
 from .openapi_admin import KEY_NAME_PATTERN
 from .openapi_schemas import SCHEMAS, Schema, ref
 
@@ -357,6 +358,7 @@ for _v1 in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/models/
     _PATHS[_v1.removeprefix("/v1")] = unprefixed(_PATHS[_v1], _v1)
 _PATHS["/metrics"] = _metrics_path()
 add_agent_docs(_PATHS)  # POST /agent/v1/chat/completions and the agent notes on chat (router/agents/openapi.py)
+add_messages_docs(_PATHS)  # POST /v1/messages, /v1/messages/count_tokens (router/handlers/messages/openapi.py)
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -366,18 +368,20 @@ SPEC: dict[str, Any] = {
         "summary": "A lean reverse-proxy LLM router with an OpenAI-compatible API.",
         "description": "One OpenAI-compatible API in front of many LLM vendors, with fallback chains, "
                        "per-response routing metadata (`extra_fields`), response caching, virtual keys with "
-                       "budgets and rate limits, and usage accounting. Errors are always OpenAI-shaped.",
+                       "budgets and rate limits, and usage accounting. Errors are OpenAI-shaped, except on the "
+                       "Anthropic Messages routes (`/v1/messages`), which use Anthropic's shape and statuses.",
         "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
     },
     "servers": [{"url": "http://127.0.0.1:8080", "description": "`server.host`/`server.port` defaults"}],
     "tags": [{"name": "OpenAI", "description": "OpenAI-compatible endpoints."},
+             {"name": "Anthropic", "description": "Anthropic Messages on any vendor; errors in Anthropic's shape."},
              {"name": "Admin", "description": "Virtual keys and usage; `Authorization: Bearer <auth.admin_token>`."},
              {"name": "Operations", "description": "Health, readiness and this document."}],
     # Open when `auth` is not configured; otherwise a virtual key, as a bearer token or in `x-api-key`.
     "security": [{}, {"bearerAuth": []}, {"apiKeyHeader": []}],
     "paths": _PATHS,
     "components": {
-        "schemas": {**SCHEMAS, **AGENT_SCHEMAS},
+        "schemas": {**SCHEMAS, **AGENT_SCHEMAS, **MESSAGES_SCHEMAS},
         "securitySchemes": {
             "bearerAuth": {
                 "type": "http", "scheme": "bearer",

@@ -211,6 +211,14 @@ class CacheConfig(_Strict):
     coalesce: bool = True  # concurrent identical misses wait for one upstream call
 
 
+class ResponsesConfig(_Strict):
+    """Stored Responses (`store: true`, the default): kept for retrieval and `previous_response_id`."""
+
+    backend: Literal["memory", "redis"] | None = None  # default: redis when configured, else memory
+    ttl_s: float = Field(30 * 86400.0, gt=0)  # OpenAI keeps responses 30 days
+    max_responses: int = Field(10_000, ge=1)  # memory backend (least recently used dropped)
+
+
 class VirtualKeyConfig(_Strict):
     """A client key: `Authorization: Bearer <key>`. Limits absent = unlimited."""
 
@@ -276,4 +284,5 @@ class Config(_Strict):
     pricing: dict[str, PriceConfig] = Field(default_factory=dict)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)  # id -> agent (config/agents.py)
     agent_settings: AgentSettingsConfig = AgentSettingsConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     logging: LoggingConfig = LoggingConfig()

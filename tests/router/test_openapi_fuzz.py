@@ -2,10 +2,11 @@
 
 The router runs with `router.app.build_app` on a free loopback port in a background event loop and
 schemathesis sends it cases generated from `router.openapi_spec.SPEC` (what `/openapi.json` serves).
-Checks: no 5xx except the documented 502/504, status codes, content types, headers and bodies as
-documented (every SSE event too), every error body OpenAI-shaped, and bodies the schema calls invalid
-rejected with a 4xx. Deterministic (fixed seed, derandomized) and bounded (~30 fuzzed cases per
-operation plus the examples and coverage phases; ~15 s).
+Checks: no 5xx except the documented 502/504 (on the Anthropic Messages face, its 500/504/529, and
+only for an upstream failure), status codes, content types, headers and bodies as documented (every
+SSE event too), every error body in its face's shape (OpenAI's; Anthropic's on the Messages routes),
+and bodies the schema calls invalid rejected with a 4xx. Deterministic (fixed seed, derandomized)
+and bounded (~30 fuzzed cases per operation plus the examples and coverage phases; ~15 s).
 """
 
 from __future__ import annotations
@@ -116,6 +117,10 @@ def _schemathesis_config() -> schemathesis.Config:
             # A schema-valid body may still be refused by the vendor (a tool_choice naming no tool, ...).
             "positive_data_acceptance": {"enabled": False},
         },
+        # The Messages face answers the upstream failures the OpenAI face calls 502/503 with Anthropic's
+        # 500 `api_error` / 529 `overloaded_error`; `_anthropic_shape` holds them to upstream failures.
+        "operations": [{"include-operation-id": "createMessage", "checks": {
+            "not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "500", "504", "529"]}}}],
     })
 
 
@@ -134,7 +139,8 @@ def flatmap_body(context, body):
     if not (isinstance(body, dict) and isinstance(body.get("model"), str) and body["model"].strip()):
         return st.just(body)  # a missing or invalid model is what this case is testing
     models = st.sampled_from([*ROUTED_MODELS, None])
-    chat = context.operation is not None and context.operation.path.endswith("/chat/completions")
+    path = context.operation.path if context.operation is not None else ""
+    chat = path.endswith("/chat/completions") or path == "/v1/messages"
     streams = st.sampled_from([None, True]) if chat and body.get("stream") in (None, True, False) else st.none()
     fallbacks = body.get("fallbacks")
     if isinstance(fallbacks, list) and 0 < len(fallbacks) <= 10 and all(isinstance(f, str) and f for f in fallbacks):
@@ -160,7 +166,11 @@ def _with_model(body: dict, model: str | None, stream: bool | None, fallbacks: l
 
 
 _SCHEMAS = {name: Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": SPEC["components"]})
-            for name in ("Error", "ChatCompletionChunk", "StreamErrorEvent")}
+            for name in ("Error", "ChatCompletionChunk", "StreamErrorEvent", "AnthropicError")}
+
+
+def _anthropic(case) -> bool:
+    return "Anthropic" in (case.operation.definition.raw.get("tags") or ())
 
 
 def _openai_error_shape(ctx, response, case) -> bool | None:
@@ -169,10 +179,25 @@ def _openai_error_shape(ctx, response, case) -> bool | None:
     assert "Traceback" not in text
     if response.status_code < 400:
         return None
+    if _anthropic(case):  # every error of a Messages path, a method it does not serve included
+        return _anthropic_shape(response)
     body = orjson.loads(response.content)
     errors = sorted(_SCHEMAS["Error"].iter_errors(body), key=str)
     assert not errors, f"error body is not OpenAI-shaped: {errors[0].message}"
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return True
+
+
+def _anthropic_shape(response) -> bool:
+    """A Messages route's error is `{"type": "error", "error": {type, message}}`; a 5xx there is an upstream
+    failure, naming its attempts (the router's own 500 would not: it is still a server error)."""
+    body = orjson.loads(response.content)
+    errors = sorted(_SCHEMAS["AnthropicError"].iter_errors(body), key=str)
+    assert not errors, f"error body is not Anthropic-shaped: {errors[0].message}"
+    assert body["error"]["message"]
+    if response.status_code >= 500:
+        attempts = response.headers.get("x-switchboard-attempts", ["0"])[0]
+        assert int(attempts) >= 1, f"a {response.status_code} no upstream attempt explains: {body['error']}"
     return True
 
 
@@ -182,6 +207,8 @@ def _sse_events(ctx, response, case) -> bool | None:
         return None
     if case.operation.path.startswith("/agent/"):
         return _ui_stream_events(response)
+    if _anthropic(case):
+        return _message_events(response)
     events = [block.removeprefix("data: ") for block in response.text.split("\n\n") if block]
     assert events, "empty stream"
     if events[-1] == "[DONE]":
@@ -208,6 +235,42 @@ def _ui_stream_events(response) -> bool:
     chunks = [orjson.loads(e) for e in events[:-1]]
     assert all(isinstance(c.get("type"), str) for c in chunks)
     assert chunks[0]["type"] == "start" and chunks[-1]["type"] == "finish"
+    return True
+
+
+def _message_events(response) -> bool:
+    """An Anthropic stream (each event's schema is checked by schemathesis): `message_start` first, blocks
+    opened, filled and closed in order, then `message_delta` and `message_stop`; or it ends with one `error`."""
+    events = []
+    for block in response.text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n") if line and not line.startswith(":"))
+        if lines:
+            data = orjson.loads(lines["data"])
+            assert data["type"] == lines["event"], f"event {lines['event']} carries {data['type']}"
+            events.append(data)
+    assert events, "empty stream"
+    kinds = [e["type"] for e in events]
+    assert "error" not in kinds[:-1], "an error event must end the stream"
+    if kinds[-1] == "error":
+        events, kinds = events[:-1], kinds[:-1]
+        if not events:
+            return True
+    else:
+        assert kinds[-2:] == ["message_delta", "message_stop"], f"stream ends with {kinds[-2:]}"
+    assert kinds[0] == "message_start", f"stream starts with {kinds[0]}"
+    assert kinds.count("message_start") == 1 and kinds.count("message_stop") <= 1
+    open_index, last_index = None, -1
+    for event in events:
+        if event["type"] == "content_block_start":
+            assert open_index is None and event["index"] == last_index + 1, f"block {event['index']} opened"
+            open_index = last_index = event["index"]
+        elif event["type"] == "content_block_delta":
+            assert 0 <= event["index"] <= last_index, f"delta for block {event['index']}"
+        elif event["type"] == "content_block_stop":
+            assert event["index"] == open_index, f"block {event['index']} closed while {open_index} is open"
+            open_index = None
+        elif event["type"] in ("message_delta", "message_stop"):
+            assert open_index is None, f"{event['type']} while block {open_index} is open"
     return True
 
 

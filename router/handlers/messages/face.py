@@ -7,15 +7,18 @@ the client wrote it, with only the model set (`Native`), and its answer is relay
 (`routing/relay.py`): nothing converted twice, every member kept, usage still read for accounting.
 
 Members that only tune Anthropic's own behaviour (Claude Code sends several on every request) are
-dropped for other vendors and named in `x-switchboard-dropped`; `thinking` is kept for the vendors
-that have an equivalent and dropped for the others. Routing metadata is in `x-switchboard-*`
+dropped for other vendors and named in `x-switchboard-dropped` (a name that is not a plain token is
+percent-encoded, so no member name can break the header); `thinking` is kept for the vendors that
+have an equivalent and dropped for the others. Routing metadata is in `x-switchboard-*`
 headers and, for a whole answer, in a top-level `extra_fields` member the SDK ignores.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -36,6 +39,7 @@ from .outbound import MessageEvents, to_message
 MESSAGES = "anthropic.messages"  # the cache namespace of this face's answers
 DIALECT_HEADERS = ("anthropic-version", "anthropic-beta")  # forwarded to a vendor that speaks Messages
 TUNING = ("thinking", "cache_control")  # kept for the vendors that honour them (see `Tuning`)
+_TOKEN = re.compile(r"[A-Za-z0-9_.-]+")  # a member name that goes into a header as it is
 
 
 class MessagesFace:
@@ -84,8 +88,14 @@ class MessagesFace:
             if target is not None and outcome.cache != "hit":
                 dropped.update(untuned(target.runtime.provider.capabilities, mreq.body, mreq.tuning))
             if dropped:
-                out["x-switchboard-dropped"] = ", ".join(sorted(dropped))
+                out["x-switchboard-dropped"] = ", ".join(sorted(map(_header_name, dropped)))
         return out
+
+
+def _header_name(name: str) -> str:
+    """A member name as it can stand in a header list: unknown members are any JSON string (control
+    characters, commas, non-ASCII), which a header must not carry raw."""
+    return name if _TOKEN.fullmatch(name) else quote(name, safe="")
 
 
 def routing_headers(outcome: Outcome) -> dict[str, str]:
