@@ -166,7 +166,8 @@ async def test_anthropic_backend_with_thinking_round_trip(fake_openai, anthropic
     kinds = [item.type for item in first.output]
     assert kinds == ["reasoning", "function_call"] and first.output[0].encrypted_content
     call = first.output[1]
-    history = [{"role": "user", "content": "Weather in Paris?"}, *[i.model_dump(exclude_none=True) for i in first.output],
+    history = [{"role": "user", "content": "Weather in Paris?"},
+               *[i.model_dump(exclude_none=True) for i in first.output],
                {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny"}]
     second = await client.responses.create(input=history, **args)
     assert second.output_text == "Sunny."
