@@ -10,19 +10,15 @@ CLI runs as an asyncio subprocess.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import shutil
-import signal
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
+from support.npm_cli import installed, run
 
 PACKAGE = Path(__file__).resolve().parents[1] / "faces" / "claude_code"
 BINARY = PACKAGE / "node_modules" / ".bin" / "claude"
@@ -40,14 +36,7 @@ class ClaudeRun:
 
 def claude_binary() -> Path:
     """The `claude` executable, installed with `npm ci` from the lockfile on first use."""
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed: the Claude Code check needs Node and npm (apt-get install nodejs npm)")
-    if not BINARY.exists():
-        npm = shutil.which("npm")
-        assert npm is not None, "node is installed but npm is not: install npm to run the Claude Code check"
-        subprocess.run([npm, "ci", "--prefix", str(PACKAGE), "--no-audit", "--no-fund", "--loglevel=error"],
-                       check=True, timeout=600)
-    return BINARY
+    return installed(PACKAGE, BINARY, "Claude Code")
 
 
 def claude_env(home: Path, base_url: str, api_key: str, model: str, auth: str = "x-api-key",
@@ -101,23 +90,5 @@ async def run_claude(base_url: str, api_key: str, prompt: str, *, cwd: Path, mod
         args += ["--allowedTools", *allowed_tools]
     with tempfile.TemporaryDirectory(prefix="claude-home-") as home:
         env = claude_env(Path(home), base_url, api_key, model, auth, extra_env)
-        proc = await asyncio.create_subprocess_exec(
-            *args, cwd=str(cwd), env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True)
-        assert proc.stdout is not None and proc.stderr is not None
-        out = asyncio.ensure_future(proc.stdout.read())
-        err = asyncio.ensure_future(proc.stderr.read())
-        try:
-            done, _ = await asyncio.wait({asyncio.ensure_future(proc.wait())}, timeout=timeout)
-            timed_out = not done
-        finally:
-            if proc.returncode is None:  # timed out, or the test was cancelled
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        stdout, stderr = (await out).decode(errors="replace"), (await err).decode(errors="replace")
-    if timed_out:
-        raise TimeoutError(f"claude did not finish within {timeout}s and was killed; "
-                           f"stdout: {stdout[-2000:]!r}; stderr: {stderr[-2000:]!r}")
-    assert proc.returncode is not None
-    return ClaudeRun(proc.returncode, stdout, stderr, last_json(stdout))
+        returncode, stdout, stderr = await run(args, cwd=cwd, env=env, timeout=timeout, what="claude")
+    return ClaudeRun(returncode, stdout, stderr, last_json(stdout))

@@ -10,18 +10,13 @@ under test serves from the same event loop, so the CLI runs as an asyncio subpro
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
-import shutil
-import signal
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from support.npm_cli import installed, run
 
 PACKAGE = Path(__file__).resolve().parents[1] / "faces" / "codex"
 BINARY = PACKAGE / "node_modules" / ".bin" / "codex"
@@ -40,14 +35,7 @@ class CodexRun:
 
 def codex_binary() -> Path:
     """The `codex` executable, installed with `npm ci` from the lockfile on first use."""
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed: the Codex check needs Node and npm (apt-get install nodejs npm)")
-    if not BINARY.exists():
-        npm = shutil.which("npm")
-        assert npm is not None, "node is installed but npm is not: install npm to run the Codex check"
-        subprocess.run([npm, "ci", "--prefix", str(PACKAGE), "--no-audit", "--no-fund", "--loglevel=error"],
-                       check=True, timeout=600)
-    return BINARY
+    return installed(PACKAGE, BINARY, "Codex")
 
 
 def _toml(value: str) -> str:
@@ -110,25 +98,7 @@ async def run_codex(base_url: str, api_key: str, prompt: str, *, cwd: Path, mode
         # --strict-config: a key this version does not know fails the run instead of being silently ignored.
         args = [str(binary), "exec", "--strict-config", "--skip-git-repo-check", "--sandbox", "read-only",
                 "--color", "never", "--ephemeral", "-o", str(last), prompt]
-        proc = await asyncio.create_subprocess_exec(
-            *args, cwd=str(cwd), env=codex_env(home, codex_home, api_key, extra_env),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True)
-        assert proc.stdout is not None and proc.stderr is not None
-        out = asyncio.ensure_future(proc.stdout.read())
-        err = asyncio.ensure_future(proc.stderr.read())
-        try:
-            done, _ = await asyncio.wait({asyncio.ensure_future(proc.wait())}, timeout=timeout)
-            timed_out = not done
-        finally:
-            if proc.returncode is None:  # timed out, or the test was cancelled
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        stdout, stderr = (await out).decode(errors="replace"), (await err).decode(errors="replace")
+        returncode, stdout, stderr = await run(args, cwd=cwd, env=codex_env(home, codex_home, api_key, extra_env),
+                                               timeout=timeout, what="codex")
         last_message = last.read_text() if last.exists() else None
-    if timed_out:
-        raise TimeoutError(f"codex did not finish within {timeout}s and was killed; "
-                           f"stdout: {stdout[-2000:]!r}; stderr: {stderr[-2000:]!r}")
-    assert proc.returncode is not None
-    return CodexRun(proc.returncode, stdout, stderr, last_message)
+    return CodexRun(returncode, stdout, stderr, last_message)

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from ...errors import ApiError
+from ..wire_checks import bad, kind_of, string
 
 # Top-level members that are mapped (the rest, `mcp_servers` aside, are dropped and listed).
 _MAPPED = frozenset({"model", "messages", "system", "max_tokens", "stream", "temperature", "top_p",
@@ -40,32 +41,32 @@ class Inbound:
 def to_canonical(body: dict) -> Inbound:
     """The canonical chat body for one Messages request body; invalid input raises a 400 `ApiError`."""
     if not isinstance(body, dict):
-        raise _bad("the request body must be a JSON object", None)
+        raise bad("the request body must be a JSON object", None)
     dropped: set[str] = set()
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _bad("'model' must be a non-empty string", "model")
+        raise bad("'model' must be a non-empty string", "model")
     if "messages" not in body:
-        raise _bad("'messages' is required", "messages")
+        raise bad("'messages' is required", "messages")
     messages = _system_messages(body.get("system"), "system") + _messages(body["messages"], dropped)
     stream = body.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
-        raise _bad("'stream' must be a boolean", "stream")
+        raise bad("'stream' must be a boolean", "stream")
     out: dict[str, Any] = {"model": model, "messages": messages, "stream": stream is True}
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise _bad("'max_tokens' is required and must be a positive integer", "max_tokens")
+        raise bad("'max_tokens' is required and must be a positive integer", "max_tokens")
     out["max_tokens"] = max_tokens
     for name in ("temperature", "top_p"):
         value = body.get(name)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-                raise _bad(f"'{name}' must be a number between 0 and 1", name)
+                raise bad(f"'{name}' must be a number between 0 and 1", name)
             out[name] = value
     stop = body.get("stop_sequences")
     if stop is not None:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise _bad("'stop_sequences' must be an array of strings", "stop_sequences")
+            raise bad("'stop_sequences' must be an array of strings", "stop_sequences")
         if stop:
             out["stop"] = stop
     user = _user_id(body.get("metadata"))
@@ -79,30 +80,26 @@ def to_canonical(body: dict) -> Inbound:
         out["thinking"] = _thinking(body["thinking"])
     _output_config(body.get("output_config"), out, dropped)
     if body.get("mcp_servers"):  # an MCP server's tools run at Anthropic: without them the answer differs
-        raise _bad("'mcp_servers' (MCP connector) cannot be translated for other vendors", "mcp_servers")
+        raise bad("'mcp_servers' (MCP connector) cannot be translated for other vendors", "mcp_servers")
     dropped.update(key for key in body if key not in _MAPPED)
     return Inbound(out, sorted(dropped))
-
-
-def _bad(message: str, param: str | None) -> ApiError:
-    return ApiError(400, message, param=param, code="invalid_request")
 
 
 def _user_id(metadata: Any) -> str | None:
     if metadata is None:
         return None
     if not isinstance(metadata, dict):
-        raise _bad("'metadata' must be an object", "metadata")
+        raise bad("'metadata' must be an object", "metadata")
     user = metadata.get("user_id")
     if user is not None and not isinstance(user, str):
-        raise _bad("'metadata.user_id' must be a string", "metadata.user_id")
+        raise bad("'metadata.user_id' must be a string", "metadata.user_id")
     return user or None
 
 
 def _cache_control(block: dict, param: str) -> dict | None:
     value = block.get("cache_control")
     if value is not None and not isinstance(value, dict):
-        raise _bad(f"'{param}.cache_control' must be an object", f"{param}.cache_control")
+        raise bad(f"'{param}.cache_control' must be an object", f"{param}.cache_control")
     return value or None
 
 
@@ -114,30 +111,14 @@ def _marked(part: dict, block: dict, param: str) -> dict:
     return part
 
 
-def _block_type(block: Any, param: str) -> str:
-    if not isinstance(block, dict):
-        raise _bad(f"'{param}' must be an object", param)
-    kind = block.get("type")
-    if not isinstance(kind, str):
-        raise _bad(f"'{param}.type' must be a string", f"{param}.type")
-    return kind
-
-
-def _string(block: dict, key: str, param: str, empty: bool = True) -> str:
-    value = block.get(key)
-    if not isinstance(value, str) or (not empty and not value):
-        raise _bad(f"'{param}.{key}' must be a {'' if empty else 'non-empty '}string", f"{param}.{key}")
-    return value
-
-
 def _unsupported_block(kind: str, param: str) -> ApiError:
-    return _bad(f"'{param}': content blocks of type '{kind}' are not supported here or cannot be translated "
+    return bad(f"'{param}': content blocks of type '{kind}' are not supported here or cannot be translated "
                 "for other vendors", f"{param}.type")
 
 
 # -- system -----------------------------------------------------------------------------------
 def _text_part(block: dict, param: str) -> dict:
-    return _marked({"type": "text", "text": _string(block, "text", param)}, block, param)
+    return _marked({"type": "text", "text": string(block, "text", param)}, block, param)
 
 
 def _system_messages(content: Any, param: str) -> list[dict]:
@@ -147,11 +128,11 @@ def _system_messages(content: Any, param: str) -> list[dict]:
     if isinstance(content, str):
         return [{"role": "system", "content": content}] if content else []
     if not isinstance(content, list):
-        raise _bad(f"'{param}' must be a string or an array of text blocks", param)
+        raise bad(f"'{param}' must be a string or an array of text blocks", param)
     parts = []
     for j, block in enumerate(content):
-        if _block_type(block, f"{param}.{j}") != "text":
-            raise _bad(f"'{param}.{j}' must be a text block", f"{param}.{j}.type")
+        if kind_of(block, f"{param}.{j}") != "text":
+            raise bad(f"'{param}.{j}' must be a text block", f"{param}.{j}.type")
         parts.append(_text_part(block, f"{param}.{j}"))
     return [{"role": "system", "content": parts}] if parts else []
 
@@ -159,17 +140,17 @@ def _system_messages(content: Any, param: str) -> list[dict]:
 # -- messages ---------------------------------------------------------------------------------
 def _messages(messages: Any, dropped: set[str]) -> list[dict]:
     if not isinstance(messages, list) or not messages:
-        raise _bad("'messages' must be a non-empty array", "messages")
+        raise bad("'messages' must be a non-empty array", "messages")
     out: list[dict] = []
     for i, msg in enumerate(messages):
         param = f"messages.{i}"
         if not isinstance(msg, dict):
-            raise _bad(f"'{param}' must be an object", param)
+            raise bad(f"'{param}' must be an object", param)
         role, content = msg.get("role"), msg.get("content")
         if role not in ("user", "assistant", "system"):
-            raise _bad(f"'{param}.role' must be 'user', 'assistant' or 'system'", f"{param}.role")
+            raise bad(f"'{param}.role' must be 'user', 'assistant' or 'system'", f"{param}.role")
         if not isinstance(content, str | list):
-            raise _bad(f"'{param}.content' must be a string or an array of content blocks", f"{param}.content")
+            raise bad(f"'{param}.content' must be a string or an array of content blocks", f"{param}.content")
         if role == "system":
             out.extend(_system_messages(content, f"{param}.content"))
         elif role == "user":
@@ -184,13 +165,13 @@ def _user(content: str | list, param: str, dropped: set[str]) -> list[dict]:
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     if not content:
-        raise _bad(f"'{param}.content' must not be empty", f"{param}.content")
+        raise bad(f"'{param}.content' must not be empty", f"{param}.content")
     tools: list[dict] = []
     parts: list[dict] = []
     from_tools: list[dict] = []  # images and PDFs of tool results: a tool message holds text only
     for j, block in enumerate(content):
         where = f"{param}.content.{j}"
-        kind = _block_type(block, where)
+        kind = kind_of(block, where)
         if kind == "tool_result":
             tools.append(_tool_result(block, where, from_tools, dropped))
         elif kind == "document":
@@ -204,7 +185,7 @@ def _user(content: str | list, param: str, dropped: set[str]) -> list[dict]:
 
 def _part(block: dict, param: str) -> dict:
     """A text or image block as a content part; any other type is refused."""
-    kind = _block_type(block, param)
+    kind = kind_of(block, param)
     if kind == "text":
         return _text_part(block, param)
     if kind == "image":
@@ -216,19 +197,19 @@ def _image(block: dict, param: str) -> dict:
     source = block.get("source")
     where = f"{param}.source"
     if not isinstance(source, dict):
-        raise _bad(f"'{where}' must be an object", where)
+        raise bad(f"'{where}' must be an object", where)
     kind = source.get("type")
     if kind == "base64":
         media_type = source.get("media_type")
         if not isinstance(media_type, str) or media_type not in _IMAGE_TYPES:
-            raise _bad(f"'{where}.media_type' must be one of {sorted(_IMAGE_TYPES)}", f"{where}.media_type")
-        url = f"data:{media_type};base64,{_string(source, 'data', where, empty=False)}"
+            raise bad(f"'{where}.media_type' must be one of {sorted(_IMAGE_TYPES)}", f"{where}.media_type")
+        url = f"data:{media_type};base64,{string(source, 'data', where, empty=False)}"
     elif kind == "url":
-        url = _string(source, "url", where, empty=False)
+        url = string(source, "url", where, empty=False)
     elif kind == "file":
-        raise _bad(f"'{where}': Files API images (file_id) cannot be translated for other vendors", where)
+        raise bad(f"'{where}': Files API images (file_id) cannot be translated for other vendors", where)
     else:
-        raise _bad(f"'{where}.type' must be 'base64' or 'url'", f"{where}.type")
+        raise bad(f"'{where}.type' must be 'base64' or 'url'", f"{where}.type")
     return _marked({"type": "image_url", "image_url": {"url": url}}, block, param)
 
 
@@ -237,28 +218,28 @@ def _document(block: dict, param: str, dropped: set[str]) -> list[dict]:
     source = block.get("source")
     where = f"{param}.source"
     if not isinstance(source, dict):
-        raise _bad(f"'{where}' must be an object", where)
+        raise bad(f"'{where}' must be an object", where)
     title = block.get("title")
     if title is not None and not isinstance(title, str):
-        raise _bad(f"'{param}.title' must be a string", f"{param}.title")
+        raise bad(f"'{param}.title' must be a string", f"{param}.title")
     heading = f"# {title}\n\n" if title else ""
     kind = source.get("type")
     if kind == "base64":
         if source.get("media_type") != "application/pdf":
-            raise _bad(f"'{where}.media_type' must be 'application/pdf'", f"{where}.media_type")
-        data = _string(source, "data", where, empty=False)
+            raise bad(f"'{where}.media_type' must be 'application/pdf'", f"{where}.media_type")
+        data = string(source, "data", where, empty=False)
         parts: list[dict] = [{"type": "file", "file": {"file_data": f"data:application/pdf;base64,{data}",
                                                        "filename": title or "document.pdf"}}]
     elif kind == "text":
-        parts = [{"type": "text", "text": heading + _string(source, "data", where)}]
+        parts = [{"type": "text", "text": heading + string(source, "data", where)}]
     elif kind == "content":
         parts = _document_content(source.get("content"), f"{where}.content", heading)
     elif kind == "url":
-        raise _bad(f"'{where}': URL documents are not supported for translation; send the PDF as base64", where)
+        raise bad(f"'{where}': URL documents are not supported for translation; send the PDF as base64", where)
     elif kind == "file":
-        raise _bad(f"'{where}': Files API documents (file_id) cannot be translated for other vendors", where)
+        raise bad(f"'{where}': Files API documents (file_id) cannot be translated for other vendors", where)
     else:
-        raise _bad(f"'{where}.type' must be 'base64', 'text' or 'content'", f"{where}.type")
+        raise bad(f"'{where}.type' must be 'base64', 'text' or 'content'", f"{where}.type")
     _marked(parts[-1], block, param)
     for key in ("citations", "context"):  # citations need Anthropic; `context` is metadata about the document
         if block.get(key) is not None:
@@ -270,16 +251,16 @@ def _document_content(content: Any, param: str, heading: str) -> list[dict]:
     if isinstance(content, str):
         return [{"type": "text", "text": heading + content}]
     if not isinstance(content, list) or not content:
-        raise _bad(f"'{param}' must be a string or a non-empty array of text and image blocks", param)
+        raise bad(f"'{param}' must be a string or a non-empty array of text and image blocks", param)
     heads = [{"type": "text", "text": heading.rstrip()}] if heading else []
     return heads + [_part(item, f"{param}.{k}") for k, item in enumerate(content)]
 
 
 def _tool_result(block: dict, param: str, from_tools: list[dict], dropped: set[str]) -> dict:
-    tool_use_id = _string(block, "tool_use_id", param, empty=False)
+    tool_use_id = string(block, "tool_use_id", param, empty=False)
     is_error = block.get("is_error")
     if is_error is not None and not isinstance(is_error, bool):
-        raise _bad(f"'{param}.is_error' must be a boolean", f"{param}.is_error")
+        raise bad(f"'{param}.is_error' must be a boolean", f"{param}.is_error")
     cache_control = _cache_control(block, param)
     content = block.get("content")
     texts: list[str] = []
@@ -289,7 +270,7 @@ def _tool_result(block: dict, param: str, from_tools: list[dict], dropped: set[s
     elif isinstance(content, list):
         for k, item in enumerate(content):
             where = f"{param}.content.{k}"
-            kind = _block_type(item, where)
+            kind = kind_of(item, where)
             if kind == "text":
                 part = _text_part(item, where)
                 texts.append(part["text"])
@@ -303,11 +284,11 @@ def _tool_result(block: dict, param: str, from_tools: list[dict], dropped: set[s
                     else:
                         media.append(part)
             elif kind == "tool_reference":  # Claude Code's ToolSearch: every tool is loaded already here
-                texts.append(f"Tool loaded: {_string(item, 'tool_name', where, empty=False)}")
+                texts.append(f"Tool loaded: {string(item, 'tool_name', where, empty=False)}")
             else:
                 raise _unsupported_block(kind, where)
     elif content is not None:
-        raise _bad(f"'{param}.content' must be a string or an array of content blocks", f"{param}.content")
+        raise bad(f"'{param}.content' must be a string or an array of content blocks", f"{param}.content")
     text = "\n".join(texts)
     if is_error:
         text = f"Error: {text}" if text else "Error"
@@ -331,18 +312,18 @@ def _assistant(content: str | list, param: str) -> dict:
     thinking_blocks: list[dict] = []
     for j, block in enumerate(content):
         where = f"{param}.content.{j}"
-        kind = _block_type(block, where)
+        kind = kind_of(block, where)
         if kind == "text":
             texts.append(_text_part(block, where))
         elif kind == "tool_use":
             calls.append(_tool_call(block, where))
         elif kind == "thinking":
-            thinking = _string(block, "thinking", where)
-            signature = _string(block, "signature", where) if "signature" in block else ""
+            thinking = string(block, "thinking", where)
+            signature = string(block, "signature", where) if "signature" in block else ""
             reasoning.append(thinking)
             thinking_blocks.append({"type": "thinking", "thinking": thinking, "signature": signature})
         elif kind == "redacted_thinking":
-            thinking_blocks.append({"type": "redacted_thinking", "data": _string(block, "data", where)})
+            thinking_blocks.append({"type": "redacted_thinking", "data": string(block, "data", where)})
         else:
             raise _unsupported_block(kind, where)
     msg: dict[str, Any] = {"role": "assistant"}
@@ -362,11 +343,11 @@ def _assistant(content: str | list, param: str) -> dict:
 
 
 def _tool_call(block: dict, param: str) -> dict:
-    call_id = _string(block, "id", param, empty=False)
-    name = _string(block, "name", param, empty=False)
+    call_id = string(block, "id", param, empty=False)
+    name = string(block, "name", param, empty=False)
     arguments = block.get("input")
     if arguments is not None and not isinstance(arguments, dict):
-        raise _bad(f"'{param}.input' must be an object", f"{param}.input")
+        raise bad(f"'{param}.input' must be an object", f"{param}.input")
     text = orjson.dumps(arguments).decode() if arguments else "{}"
     return _marked({"id": call_id, "type": "function", "function": {"name": name, "arguments": text}}, block, param)
 
@@ -374,24 +355,24 @@ def _tool_call(block: dict, param: str) -> dict:
 # -- tools and options ------------------------------------------------------------------------
 def _tools(tools: Any, dropped: set[str]) -> list[dict]:
     if not isinstance(tools, list):
-        raise _bad("'tools' must be an array", "tools")
+        raise bad("'tools' must be an array", "tools")
     out = []
     for i, tool in enumerate(tools):
         where = f"tools.{i}"
         if not isinstance(tool, dict):
-            raise _bad(f"'{where}' must be an object", where)
+            raise bad(f"'{where}' must be an object", where)
         kind = tool.get("type")
         if kind not in (None, "custom"):
             # Anthropic-defined tools (web search, bash, text editor, code execution, MCP toolsets …) run
             # at Anthropic or follow its own contracts: another vendor's answer would mean something else.
-            raise _bad(f"'{where}.type' {kind!r}: Anthropic's own tools cannot be translated for other "
+            raise bad(f"'{where}.type' {kind!r}: Anthropic's own tools cannot be translated for other "
                        "vendors; declare a custom tool with an input_schema instead", f"{where}.type")
-        fn: dict[str, Any] = {"name": _string(tool, "name", where, empty=False)}
+        fn: dict[str, Any] = {"name": string(tool, "name", where, empty=False)}
         if tool.get("description") is not None:
-            fn["description"] = _string(tool, "description", where)
+            fn["description"] = string(tool, "description", where)
         schema = tool.get("input_schema")
         if schema is not None and not isinstance(schema, dict):
-            raise _bad(f"'{where}.input_schema' must be a JSON Schema object", f"{where}.input_schema")
+            raise bad(f"'{where}.input_schema' must be a JSON Schema object", f"{where}.input_schema")
         fn["parameters"] = schema or {"type": "object", "properties": {}}
         dropped.update(key for key in tool if key not in _TOOL_KEYS)  # defer_loading, strict, input_examples …
         out.append(_marked({"type": "function", "function": fn}, tool, where))
@@ -402,20 +383,20 @@ def _tool_choice(choice: Any, has_tools: bool, out: dict[str, Any]) -> None:
     if choice is None:
         return
     if not isinstance(choice, dict):
-        raise _bad("'tool_choice' must be an object", "tool_choice")
+        raise bad("'tool_choice' must be an object", "tool_choice")
     kind = choice.get("type")
     if kind == "tool":
-        value: Any = {"type": "function", "function": {"name": _string(choice, "name", "tool_choice", empty=False)}}
+        value: Any = {"type": "function", "function": {"name": string(choice, "name", "tool_choice", empty=False)}}
     elif isinstance(kind, str) and kind in _TOOL_CHOICES:
         value = _TOOL_CHOICES[kind]
     else:
-        raise _bad("'tool_choice.type' must be 'auto', 'any', 'tool' or 'none'", "tool_choice.type")
+        raise bad("'tool_choice.type' must be 'auto', 'any', 'tool' or 'none'", "tool_choice.type")
     serial = choice.get("disable_parallel_tool_use")
     if serial is not None and not isinstance(serial, bool):
-        raise _bad("'disable_parallel_tool_use' must be a boolean", "tool_choice.disable_parallel_tool_use")
+        raise bad("'disable_parallel_tool_use' must be a boolean", "tool_choice.disable_parallel_tool_use")
     if not has_tools:
         if kind in ("any", "tool"):
-            raise _bad(f"'tool_choice' of type '{kind}' needs 'tools'", "tool_choice")
+            raise bad(f"'tool_choice' of type '{kind}' needs 'tools'", "tool_choice")
         return  # auto or none without tools: nothing to say (Chat Completions refuses it without tools)
     out["tool_choice"] = value
     if serial and kind != "none":
@@ -424,13 +405,13 @@ def _tool_choice(choice: Any, has_tools: bool, out: dict[str, Any]) -> None:
 
 def _thinking(thinking: Any) -> dict:
     if not isinstance(thinking, dict):
-        raise _bad("'thinking' must be an object", "thinking")
+        raise bad("'thinking' must be an object", "thinking")
     kind = thinking.get("type")
     if not isinstance(kind, str) or kind not in _THINKING_TYPES:
-        raise _bad("'thinking.type' must be 'enabled', 'disabled' or 'adaptive'", "thinking.type")
+        raise bad("'thinking.type' must be 'enabled', 'disabled' or 'adaptive'", "thinking.type")
     budget = thinking.get("budget_tokens")
     if kind == "enabled" and (isinstance(budget, bool) or not isinstance(budget, int)):
-        raise _bad("'thinking.budget_tokens' must be an integer", "thinking.budget_tokens")
+        raise bad("'thinking.budget_tokens' must be an integer", "thinking.budget_tokens")
     return dict(thinking)
 
 
@@ -439,14 +420,14 @@ def _output_config(config: Any, out: dict[str, Any], dropped: set[str]) -> None:
     if config is None:
         return
     if not isinstance(config, dict):
-        raise _bad("'output_config' must be an object", "output_config")
+        raise bad("'output_config' must be an object", "output_config")
     fmt = config.get("format")
     if fmt is not None:
         if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
-            raise _bad("'output_config.format.type' must be 'json_schema'", "output_config.format.type")
+            raise bad("'output_config.format.type' must be 'json_schema'", "output_config.format.type")
         schema = fmt.get("schema")
         if not isinstance(schema, dict):
-            raise _bad("'output_config.format.schema' must be an object", "output_config.format.schema")
+            raise bad("'output_config.format.schema' must be an object", "output_config.format.schema")
         out["response_format"] = {"type": "json_schema",
                                   "json_schema": {"name": "output", "schema": schema, "strict": True}}
     if any(key != "format" for key in config):

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ApiError
-from .items import Conversation, bad, item_type, kind_of, string
+from ..wire_checks import bad, kind_of, string
+from .items import Conversation, item_type
 
 # Members read here (the face reads `store`, `previous_response_id` and `metadata`); a member not
 # named here and not None is dropped and listed.

@@ -24,7 +24,7 @@ from typing import Any
 
 from providers.base import tool_arguments
 
-from ...errors import ApiError
+from ..wire_checks import bad, kind_of, string
 from .thinking import unseal
 
 _ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
@@ -33,26 +33,6 @@ _AUDIO_FORMATS = frozenset({"mp3", "wav"})
 _USER_PARTS = frozenset({"input_text", "input_image", "input_file", "input_audio"})
 _ASSISTANT_PARTS = frozenset({"output_text", "input_text", "refusal"})
 _TOOL_OUTPUT_PARTS = frozenset({"input_text", "input_image", "input_file"})
-
-
-def bad(message: str, param: str | None) -> ApiError:
-    return ApiError(400, message, param=param, code="invalid_request")
-
-
-def kind_of(value: Any, where: str) -> str:
-    if not isinstance(value, dict):
-        raise bad(f"'{where}' must be an object", where)
-    kind = value.get("type")
-    if not isinstance(kind, str):
-        raise bad(f"'{where}.type' must be a string", f"{where}.type")
-    return kind
-
-
-def string(value: dict, key: str, where: str, empty: bool = True) -> str:
-    text = value.get(key)
-    if not isinstance(text, str) or (not empty and not text):
-        raise bad(f"'{where}.{key}' must be a {'' if empty else 'non-empty '}string", f"{where}.{key}")
-    return text
 
 
 def item_type(item: Any, where: str) -> str:
