@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from .anthropic import AnthropicProvider
-from .base import MESSAGES_DIALECT, Capabilities, HttpRequest, LocalReply, Provider, ProviderSettings, StreamTranslator
+from .base import (
+    MESSAGES_DIALECT,
+    RESPONSES_DIALECT,
+    Capabilities,
+    HttpRequest,
+    LocalReply,
+    Provider,
+    ProviderSettings,
+    StreamTranslator,
+)
 from .bedrock import BedrockProvider
 from .cohere import CohereProvider
 from .errors import ErrorKind, UpstreamError
@@ -40,6 +49,7 @@ def create_provider(settings: ProviderSettings) -> Provider:
 __all__ = [
     "MESSAGES_DIALECT",
     "PROVIDER_TYPES",
+    "RESPONSES_DIALECT",
     "Capabilities",
     "ErrorKind",
     "HttpRequest",

@@ -110,7 +110,7 @@ class AnthropicProvider(Provider):
         if api_key:
             out["x-api-key"] = api_key
         return HttpRequest("POST", self._url, out, orjson.dumps({**body, "model": model, "stream": stream}),
-                           relay=True)
+                           dialect=dialect)
 
     def output_limit(self, body: dict, model: str) -> int | None:
         """Anthropic is always sent a `max_tokens` (the default one when the request has none),

@@ -25,6 +25,7 @@ from .errors import ErrorKind, UpstreamError, is_context_window, kind_for_status
 
 # Wire dialects a face speaks that a vendor may speak too (`Provider.speaks`).
 MESSAGES_DIALECT = "anthropic.messages"  # Anthropic's Messages API
+RESPONSES_DIALECT = "openai.responses"  # OpenAI's Responses API
 
 
 @dataclass(slots=True)
@@ -35,7 +36,7 @@ class HttpRequest:
     url: str
     headers: dict[str, str]
     body: bytes | None = None
-    relay: bool = False  # the answer goes to the client as the vendor sent it (a face's own dialect)
+    dialect: str | None = None  # set: a face's own dialect, whose answer goes to the client as sent
 
 
 @dataclass(slots=True)
@@ -291,6 +292,15 @@ class Provider:
         flag) set: every member kept, `headers` (the client's dialect headers) forwarded. Only called
         when `speaks(dialect)`; the answer is relayed as the vendor sends it."""
         raise NotImplementedError
+
+    def native_response(self, dialect: str, body: bytes, model: str) -> dict:
+        """A whole answer in `dialect`, read as the canonical `chat.completion` (for accounting and the
+        cache; the client gets the bytes). The vendor's chat reader by default: its own dialect."""
+        return self.chat_response(body, model)
+
+    def native_stream(self, dialect: str, model: str) -> StreamTranslator:
+        """The reader of a stream in `dialect` (see `native_response`)."""
+        return self.chat_stream(model)
 
     # -- embeddings -------------------------------------------------------------------------
     def embeddings_request(self, body: dict, model: str, api_key: str | None) -> HttpRequest:

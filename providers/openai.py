@@ -28,8 +28,18 @@ from typing import ClassVar
 
 import orjson
 
-from .base import Capabilities, HttpRequest, Provider, StreamTranslator, invalid_response, load_json, tool_arguments
+from .base import (
+    RESPONSES_DIALECT,
+    Capabilities,
+    HttpRequest,
+    Provider,
+    StreamTranslator,
+    invalid_response,
+    load_json,
+    tool_arguments,
+)
 from .errors import ErrorKind, UpstreamError, is_context_window, kind_for_status
+from .openai_responses import ResponsesStream, response_to_completion
 from .sse import SSEDecoder
 
 
@@ -79,6 +89,13 @@ class OpenAIProvider(Provider):
         if not preset.embeddings:
             self.capabilities = replace(self.capabilities, embeddings=False)
         self._static_headers = {"content-type": "application/json", **settings.headers}
+        # Whether this endpoint serves the Responses API too: OpenAI's own does; a compatible server
+        # behind `type: openai` usually does not, unless `options.responses_api: true` says so.
+        served = settings.options.get("responses_api")
+        if served is not None and not isinstance(served, bool):
+            raise ValueError(f"providers.{settings.name}.options.responses_api: must be true or false")
+        self.responses_api = served if served is not None else (
+            settings.type == "openai" and self.base_url == preset.base_url)
 
     # -- requests ---------------------------------------------------------------------------
     def _headers(self, api_key: str | None) -> dict[str, str]:
@@ -108,6 +125,22 @@ class OpenAIProvider(Provider):
             out.pop("stream_options", None)
         return HttpRequest("POST", self._url(model, "chat/completions"), self._headers(api_key),
                            orjson.dumps(out))
+
+    def speaks(self, dialect: str) -> bool:
+        """OpenAI itself serves Responses (see `responses_api`); other servers are reached through Chat."""
+        return dialect == RESPONSES_DIALECT and self.responses_api
+
+    def native_request(self, dialect: str, body: dict, model: str, api_key: str | None, stream: bool,
+                       headers: Mapping[str, str]) -> HttpRequest:
+        """A Responses request forwarded as the client wrote it, with only the model and stream set."""
+        return HttpRequest("POST", self._url(model, "responses"), self._headers(api_key),
+                           orjson.dumps({**body, "model": model, "stream": stream}), dialect=dialect)
+
+    def native_response(self, dialect: str, body: bytes, model: str) -> dict:
+        return response_to_completion(self.name, body, model)
+
+    def native_stream(self, dialect: str, model: str) -> StreamTranslator:
+        return ResponsesStream(self.name, model)
 
     def embeddings_request(self, body: dict, model: str, api_key: str | None) -> HttpRequest:
         if not self.capabilities.embeddings:

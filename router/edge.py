@@ -7,7 +7,10 @@ is written here once.
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import ClientPayloadError, web
@@ -21,6 +24,7 @@ from .validation import parse_json_object
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
+_TOKEN = re.compile(r"[A-Za-z0-9_.-]+")  # a name that goes into a header as it is
 
 
 def require_json(request: web.Request) -> None:
@@ -75,6 +79,14 @@ async def read_json(request: web.Request, limit: int, timeout_s: float) -> dict[
 
 def json_response(body: Any, headers: dict[str, str] | None = None, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+
+
+def header_list(names: Iterable[str]) -> str:
+    """Names as one comma-separated header value, sorted and unique (`x-switchboard-dropped`). A name
+    from the client (an unknown member, a hosted tool's `type`) is any JSON string (control characters,
+    commas, non-ASCII), which a header must not carry raw: one that is not a plain token is
+    percent-encoded."""
+    return ", ".join(sorted({name if _TOKEN.fullmatch(name) else quote(name, safe="") for name in names}))
 
 
 def sse_data(payload: Any) -> bytes:

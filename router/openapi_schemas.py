@@ -277,7 +277,7 @@ def _extra_fields() -> Schema:
         "model_requested": typed("string", "What the client sent."),
         "request_type": {"type": "string",
                          "enum": ["chat.completion", "chat.completion.chunk", "embedding", "agent",
-                                  "message"]},
+                                  "message", "response"]},
         "latency": typed("number", "Milliseconds from request received to response complete.", minimum=0),
         "billed_usage": ref("BilledUsage"),
         "attempts": typed("array", "Every attempt, the served one last.", items=ref("Attempt")),

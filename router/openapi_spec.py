@@ -15,6 +15,7 @@ from .accounting.store import GROUP_BY
 from .agents.openapi import AGENT_SCHEMAS, add_agent_docs
 from .cache.control import MAX_TTL_S, TTL_HEADER
 from .handlers.messages.openapi import MESSAGES_SCHEMAS, add_messages_docs
+from .handlers.responses.openapi import RESPONSES_SCHEMAS, add_responses_docs
 from .openapi_admin import KEY_NAME_PATTERN
 from .openapi_schemas import SCHEMAS, Schema, ref
 
@@ -359,6 +360,7 @@ for _v1 in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/models/
 _PATHS["/metrics"] = _metrics_path()
 add_agent_docs(_PATHS)  # POST /agent/v1/chat/completions and the agent notes on chat (router/agents/openapi.py)
 add_messages_docs(_PATHS)  # POST /v1/messages, /v1/messages/count_tokens (router/handlers/messages/openapi.py)
+add_responses_docs(_PATHS)  # /v1/responses and its stored responses (router/handlers/responses/openapi.py)
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -375,13 +377,15 @@ SPEC: dict[str, Any] = {
     "servers": [{"url": "http://127.0.0.1:8080", "description": "`server.host`/`server.port` defaults"}],
     "tags": [{"name": "OpenAI", "description": "OpenAI-compatible endpoints."},
              {"name": "Anthropic", "description": "Anthropic Messages on any vendor; errors in Anthropic's shape."},
+             {"name": "Responses", "description": "OpenAI Responses on any vendor, and the responses stored per "
+                                                  "key; errors in OpenAI's shape."},
              {"name": "Admin", "description": "Virtual keys and usage; `Authorization: Bearer <auth.admin_token>`."},
              {"name": "Operations", "description": "Health, readiness and this document."}],
     # Open when `auth` is not configured; otherwise a virtual key, as a bearer token or in `x-api-key`.
     "security": [{}, {"bearerAuth": []}, {"apiKeyHeader": []}],
     "paths": _PATHS,
     "components": {
-        "schemas": {**SCHEMAS, **AGENT_SCHEMAS, **MESSAGES_SCHEMAS},
+        "schemas": {**SCHEMAS, **AGENT_SCHEMAS, **MESSAGES_SCHEMAS, **RESPONSES_SCHEMAS},
         "securitySchemes": {
             "bearerAuth": {
                 "type": "http", "scheme": "bearer",

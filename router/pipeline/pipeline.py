@@ -225,6 +225,8 @@ class Pipeline:
             provider = target.runtime.provider
             if kind == "embeddings":
                 return provider.embeddings_response(raw, target.model, headers)
+            if native is not None and provider.speaks(native.dialect):
+                return provider.native_response(native.dialect, raw, target.model)
             return provider.chat_response(raw, target.model)
 
         try:

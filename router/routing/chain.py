@@ -182,9 +182,10 @@ class Chain:
             try:
                 if resp.status >= 300:
                     raise runtime.provider.error(resp.status, resp.headers, await resp.read())
-                translator = runtime.provider.chat_stream(target.model)
-                if request.relay:
-                    translator = Relay(translator)
+                if request.dialect is None:
+                    translator = runtime.provider.chat_stream(target.model)
+                else:  # the face's own dialect: read for the router, relayed to the client as sent
+                    translator = Relay(runtime.provider.native_stream(request.dialect, target.model))
                 data = resp.iter_chunks()
                 head: list[dict] = []
                 finished = True

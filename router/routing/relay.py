@@ -1,6 +1,6 @@
 """A vendor stream relayed to the client as the vendor sent it, and translated all the same.
 
-When a face's request went to a vendor that speaks the face's own dialect (`HttpRequest.relay`), the
+When a face's request went to a vendor that speaks the face's own dialect (`HttpRequest.dialect`), the
 client gets the vendor's bytes, not a rendering of our canonical chunks: nothing is converted twice
 and members we do not know survive. The router still needs the canonical chunks (usage for
 accounting, content for the commit decision and the cache), so the vendor's translator reads the

@@ -15,10 +15,8 @@ headers and, for a whole answer, in a top-level `extra_fields` member the SDK ig
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -27,7 +25,7 @@ from providers import MESSAGES_DIALECT, UpstreamError
 from providers.capabilities import untuned
 
 from ... import extra_fields
-from ...edge import SSE_HEADERS
+from ...edge import SSE_HEADERS, header_list
 from ...exchange import Outcome
 from ...pipeline import CallFailed, Completion, LiveStream, ModelRequest, Replay
 from ...pipeline.request import Native
@@ -39,7 +37,6 @@ from .outbound import MessageEvents, to_message
 MESSAGES = "anthropic.messages"  # the cache namespace of this face's answers
 DIALECT_HEADERS = ("anthropic-version", "anthropic-beta")  # forwarded to a vendor that speaks Messages
 TUNING = ("thinking", "cache_control")  # kept for the vendors that honour them (see `Tuning`)
-_TOKEN = re.compile(r"[A-Za-z0-9_.-]+")  # a member name that goes into a header as it is
 
 
 class MessagesFace:
@@ -88,14 +85,8 @@ class MessagesFace:
             if target is not None and outcome.cache != "hit":
                 dropped.update(untuned(target.runtime.provider.capabilities, mreq.body, mreq.tuning))
             if dropped:
-                out["x-switchboard-dropped"] = ", ".join(sorted(map(_header_name, dropped)))
+                out["x-switchboard-dropped"] = header_list(dropped)
         return out
-
-
-def _header_name(name: str) -> str:
-    """A member name as it can stand in a header list: unknown members are any JSON string (control
-    characters, commas, non-ASCII), which a header must not carry raw."""
-    return name if _TOKEN.fullmatch(name) else quote(name, safe="")
 
 
 def routing_headers(outcome: Outcome) -> dict[str, str]:

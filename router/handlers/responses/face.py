@@ -4,8 +4,9 @@ A Responses request becomes a canonical request (`inbound.py`) and goes through 
 canonical answer comes back as a Response object or as the typed event stream (`outbound.py`), with
 `extra_fields` on the Response. One `ResponsesCall` is made per request: it carries what the request
 continues (`previous_response_id`, loaded from the store by the route) and, once rendered, the
-Response to store. Errors are OpenAI's shape; a stream that fails after it started ends with
-`response.failed`, never silently.
+Response to store. What was dropped is named in `x-switchboard-dropped` (a name that is not a plain
+token percent-encoded: unknown members and hosted tool types come from the client). Errors are
+OpenAI's shape; a stream that fails after it started ends with `response.failed`, never silently.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from aiohttp import web
 from providers import UpstreamError
 
 from ... import extra_fields
-from ...edge import SSE_HEADERS
+from ...edge import SSE_HEADERS, header_list
 from ...errors import upstream_error_response
 from ...pipeline import CallFailed, Completion, LiveStream, ModelRequest, Replay
 from .inbound import to_canonical
@@ -78,7 +79,7 @@ class ResponsesCall:
         return upstream_error_response(failed.error, extra, headers)
 
     def headers(self, mreq: ModelRequest, answer: Completion | Replay | LiveStream) -> dict[str, str]:
-        return {"x-switchboard-dropped": ", ".join(self.dropped)} if self.dropped else {}
+        return {"x-switchboard-dropped": header_list(self.dropped)} if self.dropped else {}
 
     def conversation(self) -> list[dict[str, Any]]:
         """Everything a later `previous_response_id` continues: what came before, this input, this output."""
