@@ -5,7 +5,9 @@ translator builds with these, and the fake vendors (tests/fakes) refuse whatever
 `*_problems` function returns what is wrong (empty: valid). The API rules the types cannot express
 (conversation structure, auth, signatures) stay with the fakes.
 
-- OpenAI: the openai SDK's `CompletionCreateParams` (unknown keys refused, lazy members drained).
+- OpenAI: the openai SDK's `CompletionCreateParams` and, for the Responses API, `ResponseCreateParams`
+  (unknown keys refused, lazy members drained); `OPENAI_RESPONSE_EVENT` validates a Responses stream
+  event.
 - Anthropic: the anthropic SDK's `MessageCreateParams` (lazy iterables forced, unknown members
   refused), plus the sampling parameters version 2023-06-01 still accepts but SDK 2.x dropped.
 - Gemini: google-genai's pydantic types (unknown fields forbidden); every piece must round-trip
@@ -36,6 +38,11 @@ from google.genai import types as genai
 from openai.types.chat.completion_create_params import (
     CompletionCreateParamsNonStreaming,
     CompletionCreateParamsStreaming,
+)
+from openai.types.responses import ResponseStreamEvent as OpenAIResponseStreamEvent
+from openai.types.responses.response_create_params import (
+    ResponseCreateParamsNonStreaming,
+    ResponseCreateParamsStreaming,
 )
 
 try:  # botocore is an optional extra: without it the Bedrock checks (only) are skipped by their callers
@@ -75,6 +82,25 @@ def check_chat_request(body: Any) -> None:
     if not isinstance(body, dict):
         raise ValueError(f"chat request body is not a JSON object: {body!r:.100}")
     cls, adapter = _OPENAI_CHAT[body.get("stream") is True]
+    unknown = set(body) - (cls.__required_keys__ | cls.__optional_keys__)
+    if unknown:
+        raise ValueError(f"keys OpenAI does not accept: {sorted(unknown)}")
+    materialize(adapter.validate_python(body))
+
+
+OPENAI_RESPONSE_EVENT = pydantic.TypeAdapter(OpenAIResponseStreamEvent)
+_OPENAI_RESPONSES = {False: (ResponseCreateParamsNonStreaming, pydantic.TypeAdapter(ResponseCreateParamsNonStreaming)),
+                     True: (ResponseCreateParamsStreaming, pydantic.TypeAdapter(ResponseCreateParamsStreaming))}
+
+
+def check_responses_request(body: Any) -> None:
+    """Raise unless `body` is a valid Responses API request (`POST /v1/responses`) per the openai SDK's
+    `ResponseCreateParams`, checked as `check_chat_request` checks chat (unknown top-level keys refused,
+    lazy members drained). The SDK's types are followed as they are: a function tool needs `strict`
+    and `parameters` (either may be null), a `reasoning` input item its `summary`."""
+    if not isinstance(body, dict):
+        raise ValueError(f"responses request body is not a JSON object: {body!r:.100}")
+    cls, adapter = _OPENAI_RESPONSES[body.get("stream") is True]
     unknown = set(body) - (cls.__required_keys__ | cls.__optional_keys__)
     if unknown:
         raise ValueError(f"keys OpenAI does not accept: {sorted(unknown)}")

@@ -11,21 +11,26 @@ OpenAI's shape; a stream that fails after it started ends with `response.failed`
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-from providers import UpstreamError
+from providers import RESPONSES_DIALECT, UpstreamError
 
 from ... import extra_fields
 from ...edge import SSE_HEADERS, header_list
 from ...errors import upstream_error_response
 from ...pipeline import CallFailed, Completion, LiveStream, ModelRequest, Replay
+from ...pipeline.request import Native
+from ...routing.relay import Relay
 from .inbound import to_canonical
 from .outbound import ResponseEvents, to_response
+from .thinking import PREFIX
 
 RESPONSES = "responses"  # the cache namespace of this face's answers
 
@@ -58,17 +63,33 @@ class ResponsesCall:
         canonical = inbound.body
         stream = canonical.get("stream") is True
         return ModelRequest("chat", canonical["model"], canonical, "response", None, stream, RESPONSES,
+                            native=Native(RESPONSES_DIALECT, self._forwarded(body), {}),
                             dropped=tuple(inbound.dropped))
 
+    def _forwarded(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The request as a vendor that serves Responses gets it: as written, except that a continued
+        conversation is sent whole (the previous response is ours, not the vendor's), without the
+        reasoning we sealed for another vendor's signatures (OpenAI refuses foreign encrypted content)."""
+        if self.previous is None:
+            return body
+        history = [item for item in self.previous if not _sealed(item)]
+        return {**{k: v for k, v in body.items() if k != "previous_response_id"},
+                "input": [*history, *self.input_items]}
+
     def render(self, mreq: ModelRequest, answer: Completion) -> dict[str, Any]:
-        response = to_response(answer.body, response_id=self.id, model=mreq.model, request=self.request,
-                               created_at=self.created_at)
+        if answer.relayed is not None:  # the vendor's own Response, stored under the vendor's id
+            response = orjson.loads(answer.relayed)
+        else:
+            response = to_response(answer.body, response_id=self.id, model=mreq.model, request=self.request,
+                                   created_at=self.created_at)
         self.response = response
         if self.with_extra:
             return {**response, "extra_fields": extra_fields.full(answer.outcome)}
         return response
 
-    def chunks(self, mreq: ModelRequest, answer: Replay | LiveStream) -> ResponseChunks:
+    def chunks(self, mreq: ModelRequest, answer: Replay | LiveStream) -> ResponseChunks | RelayedResponse:
+        if answer.relay is not None:
+            return RelayedResponse(self, answer.relay)
         events = ResponseEvents(self.id, mreq.model, self.request, self.created_at)
         if self.with_extra:
             events.extra_fields = lambda: extra_fields.full(answer.outcome)
@@ -79,7 +100,8 @@ class ResponsesCall:
         return upstream_error_response(failed.error, extra, headers)
 
     def headers(self, mreq: ModelRequest, answer: Completion | Replay | LiveStream) -> dict[str, str]:
-        return {"x-switchboard-dropped": header_list(self.dropped)} if self.dropped else {}
+        relayed = answer.relayed is not None if isinstance(answer, Completion) else answer.relay is not None
+        return {"x-switchboard-dropped": header_list(self.dropped)} if self.dropped and not relayed else {}
 
     def conversation(self) -> list[dict[str, Any]]:
         """Everything a later `previous_response_id` continues: what came before, this input, this output."""
@@ -106,3 +128,42 @@ class ResponseChunks:
 
     def fail(self, error: UpstreamError) -> bytes:
         return self._events.fail({"code": error.code or error.kind.value, "message": error.message})
+
+
+class RelayedResponse:
+    """A stream from a vendor that serves Responses: its own events, passed on as they are; the final
+    Response (in `response.completed` or `.incomplete`) is read from them, for the store."""
+
+    __slots__ = ("_call", "_relay")
+
+    def __init__(self, call: ResponsesCall, relay: Relay) -> None:
+        self._call = call
+        self._relay = relay
+
+    def batch(self, chunks: list[dict[str, Any]]) -> bytes:
+        return self._seen(self._relay.take())
+
+    def finish(self) -> bytes:
+        return self._seen(self._relay.rest())
+
+    def fail(self, error: UpstreamError) -> bytes:
+        failed = {"type": "response.failed", "response": {"status": "failed", "error": {
+            "code": error.code or error.kind.value, "message": error.message}}}
+        return self._relay.take() + b"event: response.failed\ndata: " + orjson.dumps(failed) + b"\n\n"
+
+    def _seen(self, data: bytes) -> bytes:
+        """`data`, after keeping the final Response if it is in there."""
+        if b'"response.completed"' in data or b'"response.incomplete"' in data:
+            for line in data.split(b"\n"):
+                if line.startswith(b"data:") and (b'"response.completed"' in line or b'"response.incomplete"' in line):
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        event = orjson.loads(line[5:])
+                        if isinstance(event, dict) and isinstance(event.get("response"), dict):
+                            self._call.response = event["response"]
+        return data
+
+
+def _sealed(item: Any) -> bool:
+    """A reasoning item whose encrypted content is our seal of another vendor's signed thinking."""
+    return isinstance(item, dict) and item.get("type") == "reasoning" and \
+        isinstance(item.get("encrypted_content"), str) and item["encrypted_content"].startswith(PREFIX)
