@@ -74,7 +74,7 @@ async def test_stream_is_the_vendors_events(fake_openai, client) -> None:
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert [e.sequence_number for e in events] == list(range(len(events)))  # the vendor's numbering, untouched
     assert final.id.startswith("resp_fake") and final.output_text == "one two three"
-    call = [item for item in final.output if item.type == "function_call"][0]
+    call = next(item for item in final.output if item.type == "function_call")
     assert call.call_id.startswith("call_fake") and call.arguments == '{"city": "Paris"}'
     assert (await sdk.responses.retrieve(final.id)).id == final.id
     assert fake_openai.calls("oa")[0].body["stream"] is True and not fake_openai.problems
