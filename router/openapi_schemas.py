@@ -10,49 +10,8 @@ schemas require what the router always sends and allow the extra members vendors
 
 from __future__ import annotations
 
-from typing import Any
-
 from .openapi_admin import ADMIN_SCHEMAS
-
-Schema = dict[str, Any]
-
-
-# -- helpers ----------------------------------------------------------------------------------------
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def obj(properties: dict[str, Schema], required: tuple[str, ...] = (), *, description: str | None = None,
-        additional: bool | Schema = True) -> Schema:
-    out: Schema = {"type": "object", "properties": properties}
-    if required:
-        out["required"] = list(required)
-    if additional is not True:
-        out["additionalProperties"] = additional
-    if description:
-        out["description"] = description
-    return out
-
-
-def typed(kind: str | list[str], description: str | None = None, **keywords: Any) -> Schema:
-    out: Schema = {"type": kind, **keywords}
-    if description:
-        out["description"] = description
-    return out
-
-
-def optional(kind: str, description: str, **keywords: Any) -> Schema:
-    """An optional request member: `null` means absent, as in router/validation.py."""
-    return typed([kind, "null"], description, **keywords)
-
-
-def nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def const(value: str) -> Schema:
-    return {"type": "string", "const": value}
-
+from .openapi_parts import Schema, const, nullable, obj, optional, ref, typed
 
 # -- shared request members -------------------------------------------------------------------------
 MODEL = typed("string", "What to run: an alias from `models:` (`fast`), `provider/model` (`openai/gpt-4o-mini`), "

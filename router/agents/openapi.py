@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config.agents import BUILTIN_TOOLS
+from ..openapi_parts import obj, optional, ref
 from .sessions import SESSION_HEADER
 from .ui_messages import ROLES
 
@@ -19,56 +20,42 @@ UI_PATH = "/agent/v1/chat/completions"
 SESSION_PATTERN = r"^[A-Za-z0-9._:@/+=-]{1,128}$"
 
 
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _opt(kind: str, description: str = "", **keywords: Any) -> Schema:
-    out: Schema = {"type": [kind, "null"], **keywords}
-    if description:
-        out["description"] = description
-    return out
 
 
-def _obj(properties: dict[str, Schema], required: tuple[str, ...] = (), description: str = "") -> Schema:
-    out: Schema = {"type": "object", "properties": properties}
-    if required:
-        out["required"] = list(required)
-    if description:
-        out["description"] = description
-    return out
 
 
-_SESSION = _opt("string", "Session id (see `x-session-id`).", pattern=SESSION_PATTERN)
+_SESSION = optional("string", "Session id (see `x-session-id`).", pattern=SESSION_PATTERN)
 
-_PART = _obj({"type": {"type": "string", "description": "`text`, `file` (`mediaType`, `url`, `filename?`), "
+_PART = obj({"type": {"type": "string", "description": "`text`, `file` (`mediaType`, `url`, `filename?`), "
                                                         "`tool-<name>`, `dynamic-tool`, `step-start`, `reasoning`, "
                                                         "legacy `tool-invocation`, ..."}},
              ("type",), "One UIMessage part; parts the model cannot use are dropped.")
 
-_MESSAGE = _obj({"id": {"type": "string"}, "role": {"type": "string", "enum": list(ROLES)},
+_MESSAGE = obj({"id": {"type": "string"}, "role": {"type": "string", "enum": list(ROLES)},
                  "parts": {"type": "array", "items": _PART}, "metadata": {}},
                 ("role", "parts"), "A Vercel AI SDK UIMessage.")
 
-_INLINE_AGENT = _obj({
-    "name": _opt("string", maxLength=64), "instructions": _opt("string", maxLength=16384),
-    "instruction": _opt("string", "Alias of `instructions`.", maxLength=16384),
-    "description": _opt("string", maxLength=256), "model": _opt("string", "Default: the router's default model.",
-                                                                 maxLength=256),
-    "temperature": _opt("number", minimum=0, maximum=1), "creativity": _opt("number", "Alias of `temperature`.",
+_INLINE_AGENT = obj({
+    "name": optional("string", maxLength=64), "instructions": optional("string", maxLength=16384),
+    "instruction": optional("string", "Alias of `instructions`.", maxLength=16384),
+    "description": optional("string", maxLength=256),
+    "model": optional("string", "Default: the router's default model.", maxLength=256),
+    "temperature": optional("number", minimum=0, maximum=1), "creativity": optional("number", "Alias of `temperature`.",
                                                                             minimum=0, maximum=1),
-    "capabilities": _opt("object", "`webSearch` -> `http_fetch`, `dataAnalyst` -> `calculator`.",
+    "capabilities": optional("object", "`webSearch` -> `http_fetch`, `dataAnalyst` -> `calculator`.",
                          additionalProperties={"type": "boolean"}),
-    "webSearch": _opt("boolean", "Flat form of `capabilities.webSearch`."),
-    "dataAnalyst": _opt("boolean", "Flat form of `capabilities.dataAnalyst`."),
-    "tools": _opt("array", "Built-in tools by name.", items={"type": "string", "enum": list(BUILTIN_TOOLS)}),
+    "webSearch": optional("boolean", "Flat form of `capabilities.webSearch`."),
+    "dataAnalyst": optional("boolean", "Flat form of `capabilities.dataAnalyst`."),
+    "tools": optional("array", "Built-in tools by name.", items={"type": "string", "enum": list(BUILTIN_TOOLS)}),
 }, description="A temporary agent (Odeus field names; CRUD aliases accepted). Config HTTP tools are never "
                "given to inline agents.")
 
 _OUTPUT = {
-    **_obj({"type": {"type": "string", "enum": ["object", "array", "enum"]},
-            "schema": _opt("object", "JSON Schema of the object, or of each array element."),
-            "enum": _opt("array", items={"type": "string"})}, ("type",),
+    **obj({"type": {"type": "string", "enum": ["object", "array", "enum"]},
+            "schema": optional("object", "JSON Schema of the object, or of each array element."),
+            "enum": optional("array", items={"type": "string"})}, ("type",),
            "Structured output, enforced with the provider's structured output on the answering step and "
            "validated with JSON Schema (one repair attempt)."),
     "if": {"properties": {"type": {"const": "enum"}}, "required": ["type"]},
@@ -76,37 +63,39 @@ _OUTPUT = {
              "required": ["enum"]},
 }
 
-_REQUEST = _obj({
-    "agentId": _opt("string", "A configured agent; neither `agentId` nor `agent`: the default agent `main`."),
-    "agent": {**_opt("object"), **{k: v for k, v in _INLINE_AGENT.items() if k != "type"}},
+_REQUEST = obj({
+    "agentId": optional("string", "A configured agent; neither `agentId` nor `agent`: the default agent `main`."),
+    "agent": {**optional("object"), **{k: v for k, v in _INLINE_AGENT.items() if k != "type"}},
     "messages": {"type": "array", "items": _MESSAGE, "minItems": 1},
-    "stream": _opt("boolean", "Absent: streams when the body has `trigger` (useChat) or `Accept: text/event-stream`."),
-    "maxSteps": _opt("integer", "Lowers the agent's `max_steps` (an inline agent: sets it).", minimum=1, maximum=20),
+    "stream": optional("boolean",
+                       "Absent: streams when the body has `trigger` (useChat) or `Accept: text/event-stream`."),
+    "maxSteps": optional("integer", "Lowers the agent's `max_steps` (an inline agent: sets it).",
+                         minimum=1, maximum=20),
     "output": {"anyOf": [_OUTPUT, {"type": "null"}]},
-    "tools": _opt("array", "Client tools: returned as tool parts without output for the client to run.",
-                  items=_obj({"function": _obj({"name": {"type": "string"}}, ("name",))}, ("function",))),
+    "tools": optional("array", "Client tools: returned as tool parts without output for the client to run.",
+                  items=obj({"function": obj({"name": {"type": "string"}}, ("name",))}, ("function",))),
     "imageResponseFormat": {"enum": ["url", "b64_json", None]},
     "sessionId": _SESSION, "session_id": _SESSION,
     "id": {**_SESSION, "description": "useChat's chat id; the session id when no other is given."},
-    "user": _opt("string", "End user; with no session id, a session is derived from it."),
+    "user": optional("string", "End user; with no session id, a session is derived from it."),
 }, ("messages",), "Agents Completions request (Vercel AI SDK UIMessages). Unknown members (`trigger`, "
                   "`messageId`, ...) are ignored.")
 
-_RESPONSE = _obj({
+_RESPONSE = obj({
     "id": {"type": "string"}, "role": {"const": "assistant"},
     "parts": {"type": "array", "items": {"type": "object"}, "description": "The UIMessage parts, as "
                                                                          "`readUIMessageStream` builds them."},
     "metadata": {"type": "object"},
-    "messages": {"type": "array", "items": _obj({"id": {"type": "string"}, "role": {"const": "assistant"},
+    "messages": {"type": "array", "items": obj({"id": {"type": "string"}, "role": {"const": "assistant"},
                                                  "content": {"type": "string"}}, ("id", "role", "content"))},
     "output": {"description": "The structured output (object, array or string), when `output` was given."},
-    "usage": _obj({"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
+    "usage": obj({"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
                    "total_tokens": {"type": "integer"}}, ("prompt_tokens", "completion_tokens", "total_tokens")),
     "finishReason": {"type": ["string", "null"]},
     "sessionId": {"type": "string"},
 }, ("id", "role", "parts", "messages", "usage"), "The assistant UIMessage plus the Odeus `messages` form.")
 
-_CHUNK = _obj({"type": {"type": "string", "description": "start, start-step, text-start/delta/end, "
+_CHUNK = obj({"type": {"type": "string", "description": "start, start-step, text-start/delta/end, "
                                                         "reasoning-start/delta/end, tool-input-start/delta/available, "
                                                         "tool-output-available, tool-output-error, finish-step, "
                                                         "data-output, error, finish"}}, ("type",),
@@ -120,7 +109,7 @@ _UI_EVENT = {"type": "object", "required": ["data"],
                             "while quiet.",
              "properties": {"data": {"anyOf": [{"type": "string", "const": "[DONE]"},
                                                {"type": "string", "contentMediaType": "application/json",
-                                                "contentSchema": _ref("UIMessageChunk")}]}}}
+                                                "contentSchema": ref("UIMessageChunk")}]}}}
 
 _ERRORS = {
     400: "Invalid parameters (`param` names the member; an unknown `agentId` is `agent_not_found`).",
@@ -140,7 +129,7 @@ _ERRORS = {
 
 def _ui_path() -> dict[str, Any]:
     errors = {str(s): {"description": f"{text} OpenAI-shaped, with a top-level `message` mirror.",
-                       "content": {"application/json": {"schema": _ref("Error")}}} for s, text in _ERRORS.items()}
+                       "content": {"application/json": {"schema": ref("Error")}}} for s, text in _ERRORS.items()}
     hello = [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "What is 2+2?"}]}]
     return {"post": {
         "operationId": "createAgentCompletion",
@@ -153,13 +142,13 @@ def _ui_path() -> dict[str, Any]:
                         "description": "Continue (or create) this session; echoed in the response.",
                         "schema": {"type": "string", "pattern": SESSION_PATTERN}}],
         "requestBody": {"required": True, "content": {"application/json": {
-            "schema": _ref("AgentUIRequest"),
+            "schema": ref("AgentUIRequest"),
             "examples": {"basic": {"summary": "The default agent", "value": {"messages": hello}},
                          "stream": {"summary": "Streamed, structured", "value": {
                              "messages": hello, "stream": True,
                              "output": {"type": "enum", "enum": ["3", "4", "5"]}}}}}}},
         "responses": {"200": {"description": "The assistant message (JSON) or the UI message stream.",
-                              "content": {"application/json": {"schema": _ref("AgentUIResponse")},
+                              "content": {"application/json": {"schema": ref("AgentUIResponse")},
                                           "text/event-stream": {"schema": _UI_EVENT}}},
                       **errors},
     }}

@@ -12,102 +12,87 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...openapi_parts import const, obj, optional, ref
+
 Schema = dict[str, Any]
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
 
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _opt(kind: str, description: str = "", **keywords: Any) -> Schema:
-    """An optional member: `null` means absent, as in inbound.py."""
-    out: Schema = {"type": [kind, "null"], **keywords}
-    if description:
-        out["description"] = description
-    return out
 
 
-def _obj(properties: dict[str, Schema], required: tuple[str, ...] = (), description: str = "") -> Schema:
-    out: Schema = {"type": "object", "properties": properties}
-    if required:
-        out["required"] = list(required)
-    if description:
-        out["description"] = description
-    return out
 
 
-def _const(value: str) -> Schema:
-    return {"type": "string", "const": value}
 
 
 _STRING = {"type": "string"}
 _NON_EMPTY = {"type": "string", "minLength": 1}
 _COUNT = {"type": "integer", "minimum": 0}
-_CACHE_CONTROL = _opt("object", "A prompt-cache mark (`{type: ephemeral, ttl?}`): kept for the vendors with "
+_CACHE_CONTROL = optional("object", "A prompt-cache mark (`{type: ephemeral, ttl?}`): kept for the vendors with "
                                 "prompt-cache marks, dropped (and named in `x-switchboard-dropped`) for the others.")
 _IMAGE_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"]
 
 
 # -- request ----------------------------------------------------------------------------------------
 def _text_block() -> Schema:
-    return _obj({"type": _const("text"), "text": _STRING, "cache_control": _CACHE_CONTROL}, ("type", "text"))
+    return obj({"type": const("text"), "text": _STRING, "cache_control": _CACHE_CONTROL}, ("type", "text"))
 
 
 def _image_block() -> Schema:
     source = {"anyOf": [
-        _obj({"type": _const("base64"), "media_type": {"type": "string", "enum": _IMAGE_TYPES}, "data": _NON_EMPTY},
+        obj({"type": const("base64"), "media_type": {"type": "string", "enum": _IMAGE_TYPES}, "data": _NON_EMPTY},
              ("type", "media_type", "data")),
-        _obj({"type": _const("url"), "url": _NON_EMPTY}, ("type", "url")),
+        obj({"type": const("url"), "url": _NON_EMPTY}, ("type", "url")),
     ], "description": "Base64 data or a URL; a Files API `file` source is refused (400)."}
-    return _obj({"type": _const("image"), "source": source, "cache_control": _CACHE_CONTROL}, ("type", "source"))
+    return obj({"type": const("image"), "source": source, "cache_control": _CACHE_CONTROL}, ("type", "source"))
 
 
 def _document_block() -> Schema:
     content = {"anyOf": [_STRING, {"type": "array", "minItems": 1,
-                                   "items": {"anyOf": [_ref("AnthropicTextBlockParam"),
-                                                       _ref("AnthropicImageBlockParam")]}}]}
+                                   "items": {"anyOf": [ref("AnthropicTextBlockParam"),
+                                                       ref("AnthropicImageBlockParam")]}}]}
     source = {"anyOf": [
-        _obj({"type": _const("base64"), "media_type": _const("application/pdf"), "data": _NON_EMPTY},
+        obj({"type": const("base64"), "media_type": const("application/pdf"), "data": _NON_EMPTY},
              ("type", "media_type", "data")),
-        _obj({"type": _const("text"), "data": _STRING}, ("type", "data")),
-        _obj({"type": _const("content"), "content": content}, ("type", "content")),
+        obj({"type": const("text"), "data": _STRING}, ("type", "data")),
+        obj({"type": const("content"), "content": content}, ("type", "content")),
     ], "description": "A base64 PDF (for vendors that read files), plain text or content blocks; `url` and Files "
                       "API `file` sources are refused (400)."}
-    return _obj({"type": _const("document"), "source": source, "title": _opt("string"),
+    return obj({"type": const("document"), "source": source, "title": optional("string"),
                  "cache_control": _CACHE_CONTROL,
                  "citations": {"description": "Needs Anthropic: dropped for other vendors."},
                  "context": {"description": "Dropped for other vendors."}}, ("type", "source"))
 
 
 def _tool_result_block() -> Schema:
-    reference = _obj({"type": _const("tool_reference"), "tool_name": _NON_EMPTY}, ("type", "tool_name"),
+    reference = obj({"type": const("tool_reference"), "tool_name": _NON_EMPTY}, ("type", "tool_name"),
                      "Claude Code's ToolSearch result: every tool is loaded already here.")
-    items = {"anyOf": [_ref("AnthropicTextBlockParam"), _ref("AnthropicImageBlockParam"),
-                       _ref("AnthropicDocumentBlockParam"), reference]}
-    return _obj({"type": _const("tool_result"), "tool_use_id": _NON_EMPTY, "is_error": _opt("boolean"),
+    items = {"anyOf": [ref("AnthropicTextBlockParam"), ref("AnthropicImageBlockParam"),
+                       ref("AnthropicDocumentBlockParam"), reference]}
+    return obj({"type": const("tool_result"), "tool_use_id": _NON_EMPTY, "is_error": optional("boolean"),
                  "content": {"anyOf": [_STRING, {"type": "array", "items": items}, {"type": "null"}]},
                  "cache_control": _CACHE_CONTROL}, ("type", "tool_use_id"))
 
 
 def _tool_use_block() -> Schema:
-    return _obj({"type": _const("tool_use"), "id": _NON_EMPTY, "name": _NON_EMPTY, "input": _opt("object"),
+    return obj({"type": const("tool_use"), "id": _NON_EMPTY, "name": _NON_EMPTY, "input": optional("object"),
                  "cache_control": _CACHE_CONTROL}, ("type", "id", "name"))
 
 
 def _thinking_block() -> Schema:
-    return _obj({"type": _const("thinking"), "thinking": _STRING,
+    return obj({"type": const("thinking"), "thinking": _STRING,
                  "signature": {"type": "string", "description": "Replayed exactly to Anthropic."}},
                 ("type", "thinking"))
 
 
 def _redacted_thinking_block() -> Schema:
-    return _obj({"type": _const("redacted_thinking"), "data": _STRING}, ("type", "data"))
+    return obj({"type": const("redacted_thinking"), "data": _STRING}, ("type", "data"))
 
 
 def _content(items: list[str], min_items: int = 0) -> Schema:
-    array: Schema = {"type": "array", "items": {"anyOf": [_ref(name) for name in items]}}
+    array: Schema = {"type": "array", "items": {"anyOf": [ref(name) for name in items]}}
     if min_items:
         array["minItems"] = min_items
     return {"anyOf": [_STRING, array]}
@@ -125,7 +110,7 @@ def _message_param() -> Schema:
                 "then": {"properties": {"content": content}}}
 
     return {
-        **_obj({"role": {"type": "string", "enum": ["user", "assistant", "system"]},
+        **obj({"role": {"type": "string", "enum": ["user", "assistant", "system"]},
                 "content": {"anyOf": [_STRING, {"type": "array"}],
                             "description": "A string or content blocks: `user` text, image, document and "
                                            "tool_result (at least one); `assistant` text, tool_use, thinking "
@@ -137,20 +122,20 @@ def _message_param() -> Schema:
 
 
 def _tool() -> Schema:
-    return _obj({
+    return obj({
         "type": {"enum": [None, "custom"], "description": "Absent or `custom`: Anthropic's own tools (web search, "
                                                          "bash, code execution, ...) are refused (400)."},
-        "name": _NON_EMPTY, "description": _opt("string"),
-        "input_schema": _opt("object", "JSON Schema of the input; absent: no parameters."),
+        "name": _NON_EMPTY, "description": optional("string"),
+        "input_schema": optional("object", "JSON Schema of the input; absent: no parameters."),
         "cache_control": _CACHE_CONTROL,
     }, ("name",), "A client tool. Other members (`defer_loading`, `strict`, ...) are dropped.")
 
 
 def _tool_choice() -> Schema:
     return {
-        **_obj({"type": {"type": "string", "enum": ["auto", "any", "tool", "none"]},
+        **obj({"type": {"type": "string", "enum": ["auto", "any", "tool", "none"]},
                 "name": {"description": "The tool (a non-empty string), when `type` is `tool`."},
-                "disable_parallel_tool_use": _opt("boolean")}, ("type",)),
+                "disable_parallel_tool_use": optional("boolean")}, ("type",)),
         "if": {"properties": {"type": {"const": "tool"}}, "required": ["type"]},
         "then": {"properties": {"name": _NON_EMPTY}, "required": ["name"]},
     }
@@ -158,7 +143,7 @@ def _tool_choice() -> Schema:
 
 def _thinking() -> Schema:
     return {
-        **_obj({"type": {"type": "string", "enum": ["enabled", "disabled", "adaptive"]},
+        **obj({"type": {"type": "string", "enum": ["enabled", "disabled", "adaptive"]},
                 "budget_tokens": {"description": "An integer, required when `type` is `enabled`."}},
                ("type",), "Extended thinking: kept for the vendors with an equivalent, dropped for the others."),
         "if": {"properties": {"type": {"const": "enabled"}}, "required": ["type"]},
@@ -167,8 +152,8 @@ def _thinking() -> Schema:
 
 
 def _output_config() -> Schema:
-    fmt = _obj({"type": _const("json_schema"), "schema": {"type": "object"}}, ("type", "schema"))
-    return _opt("object", "`format` (structured output) is mapped; `effort` and the rest are dropped.",
+    fmt = obj({"type": const("json_schema"), "schema": {"type": "object"}}, ("type", "schema"))
+    return optional("object", "`format` (structured output) is mapped; `effort` and the rest are dropped.",
                 properties={"format": {"anyOf": [fmt, {"type": "null"}]}})
 
 
@@ -177,19 +162,19 @@ def _request(count: bool) -> Schema:
     properties: dict[str, Schema] = {
         "model": {"type": "string", "minLength": 1, "examples": ["demo/echo"],
                   "description": "An alias, `provider/model` or a bare model name, as on the OpenAI face."},
-        "messages": {"type": "array", "minItems": 1, "items": _ref("AnthropicMessageParam")},
-        "system": {"anyOf": [_STRING, {"type": "array", "items": _ref(_TEXT)}, {"type": "null"}]},
+        "messages": {"type": "array", "minItems": 1, "items": ref("AnthropicMessageParam")},
+        "system": {"anyOf": [_STRING, {"type": "array", "items": ref(_TEXT)}, {"type": "null"}]},
         "max_tokens": {"type": "integer", "minimum": 1, "description": "A JSON integer: `1.0` is a 400."},
-        "stream": _opt("boolean", "`true`: Anthropic's event stream (`text/event-stream`)."),
-        "temperature": _opt("number", minimum=0, maximum=1),
-        "top_p": _opt("number", minimum=0, maximum=1),
-        "stop_sequences": _opt("array", items=_STRING),
-        "metadata": _opt("object", "`user_id` becomes the canonical `user`.",
-                         properties={"user_id": _opt("string")}),
-        "tools": _opt("array", items=_ref("AnthropicTool")),
-        "tool_choice": {"anyOf": [_ref("AnthropicToolChoice"), {"type": "null"}],
+        "stream": optional("boolean", "`true`: Anthropic's event stream (`text/event-stream`)."),
+        "temperature": optional("number", minimum=0, maximum=1),
+        "top_p": optional("number", minimum=0, maximum=1),
+        "stop_sequences": optional("array", items=_STRING),
+        "metadata": optional("object", "`user_id` becomes the canonical `user`.",
+                         properties={"user_id": optional("string")}),
+        "tools": optional("array", items=ref("AnthropicTool")),
+        "tool_choice": {"anyOf": [ref("AnthropicToolChoice"), {"type": "null"}],
                         "description": "`any` and `tool` need `tools`."},
-        "thinking": {"anyOf": [_ref("AnthropicThinking"), {"type": "null"}]},
+        "thinking": {"anyOf": [ref("AnthropicThinking"), {"type": "null"}]},
         "output_config": _output_config(),
         "mcp_servers": {"enum": [None, False, 0, "", [], {}],
                         "description": "Refused (400) unless empty: an MCP server's tools run at Anthropic."},
@@ -198,7 +183,7 @@ def _request(count: bool) -> Schema:
     if count:
         del properties["max_tokens"], properties["stream"]
         required = ("model", "messages")
-    out = _obj(properties, required, "Anthropic Messages request. Members that only tune Anthropic's own "
+    out = obj(properties, required, "Anthropic Messages request. Members that only tune Anthropic's own "
                                      "behaviour (`top_k`, `context_management`, `service_tier`, ...) and unknown "
                                      "members are dropped and named in `x-switchboard-dropped`.")
     # `tool_choice` `any` or `tool` without a tool is a 400.
@@ -217,69 +202,69 @@ _STOP_REASONS = ["end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_t
 
 def _content_block() -> Schema:
     return {"anyOf": [
-        _obj({"type": _const("text"), "text": _STRING}, ("type", "text")),
-        _obj({"type": _const("thinking"), "thinking": _STRING, "signature": _STRING}, ("type", "thinking",
+        obj({"type": const("text"), "text": _STRING}, ("type", "text")),
+        obj({"type": const("thinking"), "thinking": _STRING, "signature": _STRING}, ("type", "thinking",
                                                                                        "signature")),
-        _obj({"type": _const("redacted_thinking"), "data": _STRING}, ("type", "data")),
-        _obj({"type": _const("tool_use"), "id": _STRING, "name": _STRING, "input": {"type": "object"}},
+        obj({"type": const("redacted_thinking"), "data": _STRING}, ("type", "data")),
+        obj({"type": const("tool_use"), "id": _STRING, "name": _STRING, "input": {"type": "object"}},
              ("type", "id", "name", "input")),
-        _obj({"type": {"type": "string", "not": {"enum": _KNOWN_BLOCKS}}}, ("type",),
+        obj({"type": {"type": "string", "not": {"enum": _KNOWN_BLOCKS}}}, ("type",),
              "Another block an Anthropic deployment sent (`server_tool_use`, ...), relayed as is."),
     ], "description": "Thinking first, then the text, then one `tool_use` per call."}
 
 
 def _usage() -> Schema:
     nullable_count = {"type": ["integer", "null"], "minimum": 0}
-    return _obj({"input_tokens": {**_COUNT, "description": "Input tokens less the cache reads and writes."},
+    return obj({"input_tokens": {**_COUNT, "description": "Input tokens less the cache reads and writes."},
                  "output_tokens": _COUNT, "cache_read_input_tokens": nullable_count,
                  "cache_creation_input_tokens": nullable_count}, ("input_tokens", "output_tokens"))
 
 
 def _message() -> Schema:
-    return _obj({
-        "id": _STRING, "type": _const("message"), "role": _const("assistant"),
+    return obj({
+        "id": _STRING, "type": const("message"), "role": const("assistant"),
         "model": {"type": "string", "description": "The model the client asked for."},
-        "content": {"type": "array", "items": _ref("MessageContentBlock")},
+        "content": {"type": "array", "items": ref("MessageContentBlock")},
         "stop_reason": {"enum": _STOP_REASONS, "description": "`null` only in `message_start`."},
-        "stop_sequence": _opt("string"),
-        "stop_details": _opt("object", "`{type: refusal, explanation}` when a content filter stopped the answer."),
-        "usage": _ref("MessageUsage"),
-        "extra_fields": _ref("ExtraFields"),
+        "stop_sequence": optional("string"),
+        "stop_details": optional("object", "`{type: refusal, explanation}` when a content filter stopped the answer."),
+        "usage": ref("MessageUsage"),
+        "extra_fields": ref("ExtraFields"),
     }, ("id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage"),
         "An Anthropic Message, plus `extra_fields` (absent when `server.extra_fields: false`, or relayed).")
 
 
 def _event(kind: str, properties: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
-    return _obj({"type": _const(kind), **properties}, ("type", *required))
+    return obj({"type": const(kind), **properties}, ("type", *required))
 
 
 def _stream_events() -> dict[str, Schema]:
     index = {"type": "integer", "minimum": 0}
     delta = {"anyOf": [
-        _obj({"type": _const("text_delta"), "text": _STRING}, ("type", "text")),
-        _obj({"type": _const("thinking_delta"), "thinking": _STRING}, ("type", "thinking")),
-        _obj({"type": _const("signature_delta"), "signature": _STRING}, ("type", "signature")),
-        _obj({"type": _const("input_json_delta"), "partial_json": _STRING}, ("type", "partial_json")),
-        _obj({"type": {"type": "string", "not": {"enum": ["text_delta", "thinking_delta", "signature_delta",
+        obj({"type": const("text_delta"), "text": _STRING}, ("type", "text")),
+        obj({"type": const("thinking_delta"), "thinking": _STRING}, ("type", "thinking")),
+        obj({"type": const("signature_delta"), "signature": _STRING}, ("type", "signature")),
+        obj({"type": const("input_json_delta"), "partial_json": _STRING}, ("type", "partial_json")),
+        obj({"type": {"type": "string", "not": {"enum": ["text_delta", "thinking_delta", "signature_delta",
                                                           "input_json_delta"]}}}, ("type",)),
     ]}
     nullable_count = {"type": ["integer", "null"], "minimum": 0}
-    usage = _obj({"output_tokens": _COUNT, "input_tokens": nullable_count, "cache_read_input_tokens": nullable_count,
+    usage = obj({"output_tokens": _COUNT, "input_tokens": nullable_count, "cache_read_input_tokens": nullable_count,
                   "cache_creation_input_tokens": nullable_count}, ("output_tokens",), "Cumulative.")
     return {
-        "message_start": _event("message_start", {"message": _ref("Message")}, ("message",)),
+        "message_start": _event("message_start", {"message": ref("Message")}, ("message",)),
         "ping": _event("ping", {}),
         "content_block_start": _event("content_block_start", {"index": index,
-                                                              "content_block": _ref("MessageContentBlock")},
+                                                              "content_block": ref("MessageContentBlock")},
                                       ("index", "content_block")),
         "content_block_delta": _event("content_block_delta", {"index": index, "delta": delta}, ("index", "delta")),
         "content_block_stop": _event("content_block_stop", {"index": index}, ("index",)),
         "message_delta": _event("message_delta", {
-            "delta": _obj({"stop_reason": {"enum": _STOP_REASONS}, "stop_sequence": _opt("string"),
-                           "stop_details": _opt("object")}, ("stop_reason",)),
+            "delta": obj({"stop_reason": {"enum": _STOP_REASONS}, "stop_sequence": optional("string"),
+                           "stop_details": optional("object")}, ("stop_reason",)),
             "usage": usage}, ("delta", "usage")),
         "message_stop": _event("message_stop", {}),
-        "error": _event("error", {"error": _ref("AnthropicErrorDetail")}, ("error",)),
+        "error": _event("error", {"error": ref("AnthropicErrorDetail")}, ("error",)),
     }
 
 
@@ -288,9 +273,9 @@ _SSE_EVENT = {
                    "`content_block_start`/`_delta`/`_stop`, then `message_delta` (stop reason, cumulative "
                    "usage) and `message_stop`. A failure after the stream started ends it with one `error` event.",
     "anyOf": [{"type": "object", "required": ["event", "data"],
-               "properties": {"event": _const(kind),
+               "properties": {"event": const(kind),
                               "data": {"type": "string", "contentMediaType": "application/json",
-                                       "contentSchema": _ref(f"MessageStreamEvent_{kind}")}}}
+                                       "contentSchema": ref(f"MessageStreamEvent_{kind}")}}}
               for kind in _stream_events()],
 }
 
@@ -300,7 +285,7 @@ _ERROR_TYPES = ["invalid_request_error", "authentication_error", "billing_error"
 
 
 def _error() -> Schema:
-    return _obj({"type": _const("error"), "error": _ref("AnthropicErrorDetail")}, ("type", "error"),
+    return obj({"type": const("error"), "error": ref("AnthropicErrorDetail")}, ("type", "error"),
                 "An error in Anthropic's shape (the Messages routes, and `/v1/models` with `anthropic-version`).")
 
 
@@ -322,9 +307,9 @@ MESSAGES_SCHEMAS: dict[str, Schema] = {
     "MessageContentBlock": _content_block(),
     "MessageUsage": _usage(),
     **{f"MessageStreamEvent_{kind}": schema for kind, schema in _stream_events().items()},
-    "MessageTokensCount": _obj({"input_tokens": _COUNT}, ("input_tokens",)),
+    "MessageTokensCount": obj({"input_tokens": _COUNT}, ("input_tokens",)),
     "AnthropicError": _error(),
-    "AnthropicErrorDetail": _obj({"type": {"type": "string", "enum": _ERROR_TYPES}, "message": _STRING},
+    "AnthropicErrorDetail": obj({"type": {"type": "string", "enum": _ERROR_TYPES}, "message": _STRING},
                                  ("type", "message")),
 }
 
@@ -396,7 +381,7 @@ def _errors(statuses: tuple[int, ...], chat: dict[str, Any], proxied: bool) -> d
     out = {}
     for status in statuses:
         response: dict[str, Any] = {"description": _ERRORS[status],
-                                    "content": {"application/json": {"schema": _ref("AnthropicError")}}}
+                                    "content": {"application/json": {"schema": ref("AnthropicError")}}}
         openai = chat["responses"].get(str(_OPENAI_STATUS.get(status, status)), {})
         headers = {name: spec for name, spec in openai.get("headers", {}).items()
                    if proxied or not name.startswith("x-")}  # no cache or rate-limit state without a call
@@ -410,7 +395,7 @@ def _errors(statuses: tuple[int, ...], chat: dict[str, Any], proxied: bool) -> d
 
 def _body(schema: str, examples: dict[str, Any]) -> dict[str, Any]:
     named = {name: {"summary": summary, "value": value} for name, (summary, value) in examples.items()}
-    return {"required": True, "content": {"application/json": {"schema": _ref(schema), "examples": named}}}
+    return {"required": True, "content": {"application/json": {"schema": ref(schema), "examples": named}}}
 
 
 def _messages_path(chat: dict[str, Any]) -> dict[str, Any]:
@@ -418,7 +403,7 @@ def _messages_path(chat: dict[str, Any]) -> dict[str, Any]:
     ok = {"description": "The Message (`stream` absent or false) or Anthropic's event stream (`stream: true`). A "
                          "cache hit has the same body (a stream: the same events), nothing billed, no attempts.",
           "headers": {**chat["responses"]["200"]["headers"], **_ROUTING_HEADERS, **_ANSWER_HEADERS},
-          "content": {"application/json": {"schema": _ref("Message")},
+          "content": {"application/json": {"schema": ref("Message")},
                       "text/event-stream": {"schema": _SSE_EVENT}}}
     return {"post": {
         "operationId": "createMessage",
@@ -448,7 +433,7 @@ def _count_tokens_path(chat: dict[str, Any]) -> dict[str, Any]:
         "parameters": list(_DIALECT_PARAMETERS),
         "requestBody": _body("AnthropicCountTokensRequest", {"basic": ("One message", example)}),
         "responses": {"200": {"description": "The count.",
-                              "content": {"application/json": {"schema": _ref("MessageTokensCount")}}},
+                              "content": {"application/json": {"schema": ref("MessageTokensCount")}}},
                       **_errors(_COUNT_ERRORS, chat, proxied=False)},
     }}
 

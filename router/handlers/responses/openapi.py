@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...openapi_parts import const, obj, optional, ref
+
 Schema = dict[str, Any]
 RESPONSES_PATH = "/v1/responses"
 RESPONSE_PATH = "/v1/responses/{id}"
@@ -21,40 +23,23 @@ INPUT_ITEMS_PATH = "/v1/responses/{id}/input_items"
 _TAG = "Responses"
 
 
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _opt(kind: str, description: str = "", **keywords: Any) -> Schema:
-    """An optional member: `null` means absent, as in inbound.py."""
-    out: Schema = {"type": [kind, "null"], **keywords}
-    if description:
-        out["description"] = description
-    return out
 
 
-def _obj(properties: dict[str, Schema], required: tuple[str, ...] = (), description: str = "") -> Schema:
-    out: Schema = {"type": "object", "properties": properties}
-    if required:
-        out["required"] = list(required)
-    if description:
-        out["description"] = description
-    return out
 
 
-def _const(value: str) -> Schema:
-    return {"type": "string", "const": value}
 
 
 def _typed(kind: str, properties: dict[str, Schema], required: tuple[str, ...] = (), description: str = "") -> Schema:
-    return _obj({"type": _const(kind), **properties}, ("type", *required), description)
+    return obj({"type": const(kind), **properties}, ("type", *required), description)
 
 
 _STRING = {"type": "string"}
 _NON_EMPTY = {"type": "string", "minLength": 1}
 _COUNT = {"type": "integer", "minimum": 0}
 _NULL = {"type": "null"}
-_BREAKPOINT = _opt("object", "An explicit end of a cached prefix: the canonical cache mark.")
+_BREAKPOINT = optional("object", "An explicit end of a cached prefix: the canonical cache mark.")
 _EFFORTS = ["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 
 
@@ -66,7 +51,7 @@ def _text_part(kind: str) -> Schema:
 def _image_part() -> Schema:
     return _typed("input_image", {
         "image_url": {**_NON_EMPTY, "description": "A URL or a base64 data URL."},
-        "detail": _opt("string", enum=["auto", "low", "high", "original", None]),
+        "detail": optional("string", enum=["auto", "low", "high", "original", None]),
         "file_id": {**_NULL, "description": "Files API images cannot be translated for other vendors (400)."},
         "prompt_cache_breakpoint": _BREAKPOINT,
     }, ("image_url",))
@@ -75,7 +60,7 @@ def _image_part() -> Schema:
 def _file_part() -> Schema:
     return _typed("input_file", {
         "file_data": {"type": "string", "pattern": "^data:", "description": "A base64 data URL."},
-        "filename": _opt("string"),
+        "filename": optional("string"),
         "file_id": {**_NULL, "description": "Files by id are refused (400)."},
         "file_url": {**_NULL, "description": "Files by URL are refused (400)."},
         "prompt_cache_breakpoint": _BREAKPOINT,
@@ -83,12 +68,12 @@ def _file_part() -> Schema:
 
 
 def _audio_part() -> Schema:
-    audio = _obj({"data": _NON_EMPTY, "format": {"type": "string", "enum": ["mp3", "wav"]}}, ("data", "format"))
+    audio = obj({"data": _NON_EMPTY, "format": {"type": "string", "enum": ["mp3", "wav"]}}, ("data", "format"))
     return _typed("input_audio", {"input_audio": audio}, ("input_audio",))
 
 
 def _parts(names: list[str], min_items: int = 0) -> Schema:
-    array: Schema = {"type": "array", "items": {"anyOf": [_ref(name) for name in names]}}
+    array: Schema = {"type": "array", "items": {"anyOf": [ref(name) for name in names]}}
     if min_items:
         array["minItems"] = min_items
     return {"anyOf": [_STRING, array]}
@@ -106,7 +91,7 @@ def _message_item() -> Schema:
                 "then": {"properties": {"content": content}}}
 
     return {
-        **_obj({"type": {"enum": [None, "message"], "description": "Absent for the SDK's easy input messages."},
+        **obj({"type": {"enum": [None, "message"], "description": "Absent for the SDK's easy input messages."},
                 "role": {"type": "string", "enum": ["user", "system", "developer", "assistant"]},
                 "content": {"anyOf": [_STRING, {"type": "array"}],
                             "description": "A string or content parts: `user` input_text, input_image, "
@@ -127,18 +112,18 @@ def _function_call_item() -> Schema:
 
 def _function_call_output_item() -> Schema:
     output = {"anyOf": [_STRING, {"type": "array", "items": {"anyOf": [
-        _ref(_INPUT_TEXT), _ref("ResponseInputImage"), _ref("ResponseInputFile")]}}],
+        ref(_INPUT_TEXT), ref("ResponseInputImage"), ref("ResponseInputFile")]}}],
         "description": "Text, or parts: images and files follow the tool message in a user message."}
     return _typed("function_call_output", {"call_id": _NON_EMPTY, "output": output}, ("call_id", "output"))
 
 
 def _reasoning_item() -> Schema:
     def texts(kind: str) -> Schema:
-        return _opt("array", items=_typed(kind, {"text": _STRING}, ("text",)))
+        return optional("array", items=_typed(kind, {"text": _STRING}, ("text",)))
 
     out = _typed("reasoning", {
         "summary": texts("summary_text"),
-        "encrypted_content": _opt("string", "Switchboard's own (`sb1:`) carries the exact thinking blocks back; "
+        "encrypted_content": optional("string", "Switchboard's own (`sb1:`) carries the exact thinking blocks back; "
                                             "OpenAI's encrypted reasoning is ignored."),
     }, (), "Reasoning: rides on the next assistant turn. `content` (reasoning_text parts) is read when "
            "`summary` is empty.")
@@ -150,15 +135,15 @@ def _reasoning_item() -> Schema:
 def _item_reference() -> Schema:
     return {"anyOf": [
         _typed("item_reference", {"id": _NON_EMPTY}, ("id",)),
-        {**_obj({"type": _NULL, "id": _NON_EMPTY}, ("id",)), "not": {"required": ["role"]}},
+        {**obj({"type": _NULL, "id": _NON_EMPTY}, ("id",)), "not": {"required": ["role"]}},
     ], "description": "An earlier item of this conversation (the previous_response_id chain or this input); "
                       "a reference to anything else is a 400."}
 
 
 def _input_item() -> Schema:
-    return {"anyOf": [_ref("ResponseInputMessage"), _ref("ResponseFunctionCallItem"),
-                      _ref("ResponseFunctionCallOutputItem"), _ref("ResponseReasoningItemParam"),
-                      _ref("ResponseItemReference")],
+    return {"anyOf": [ref("ResponseInputMessage"), ref("ResponseFunctionCallItem"),
+                      ref("ResponseFunctionCallOutputItem"), ref("ResponseReasoningItemParam"),
+                      ref("ResponseItemReference")],
             "description": "Items of OpenAI's hosted tools (web search, computer, MCP, ...) are refused (400)."}
 
 
@@ -175,22 +160,22 @@ _CONVERSATIONAL = {"anyOf": [
 # -- request: tools and the rest --------------------------------------------------------------------
 def _function_tool() -> Schema:
     return _typed("function", {
-        "name": _NON_EMPTY, "description": _opt("string"),
-        "parameters": _opt("object", "JSON Schema of the arguments; absent: no parameters."),
-        "strict": _opt("boolean"),
+        "name": _NON_EMPTY, "description": optional("string"),
+        "parameters": optional("object", "JSON Schema of the arguments; absent: no parameters."),
+        "strict": optional("boolean"),
     }, ("name",), "A function tool; each name at most once. Other members are dropped.")
 
 
 def _tool() -> Schema:
     namespace = _typed("namespace", {
         "name": _NON_EMPTY,
-        "tools": {"type": "array", "items": {"anyOf": [_ref("ResponseFunctionTool"), _typed("custom", {})]}},
+        "tools": {"type": "array", "items": {"anyOf": [ref("ResponseFunctionTool"), _typed("custom", {})]}},
     }, ("name", "tools"), "Tools grouped under a name (Codex): flattened into plain functions; the calls carry "
                           "the namespace again. `custom` members are dropped.")
-    hosted = {**_obj({"type": {"type": "string", "not": {"enum": ["function", "namespace"]}}}, ("type",)),
+    hosted = {**obj({"type": {"type": "string", "not": {"enum": ["function", "namespace"]}}}, ("type",)),
               "description": "A hosted tool (`web_search`, `file_search`, `mcp`, `custom`, ...): it runs at "
                              "OpenAI, so it is not offered and is named in `x-switchboard-dropped`."}
-    return {"anyOf": [_ref("ResponseFunctionTool"), namespace, hosted]}
+    return {"anyOf": [ref("ResponseFunctionTool"), namespace, hosted]}
 
 
 _HAS_FUNCTION = {"anyOf": [
@@ -215,11 +200,11 @@ def _tool_choice() -> Schema:
 
 def _text() -> Schema:
     json_schema = _typed("json_schema", {"name": _NON_EMPTY, "schema": {"type": "object"},
-                                         "description": _opt("string"), "strict": _opt("boolean")},
+                                         "description": optional("string"), "strict": optional("boolean")},
                          ("name", "schema"))
     fmt = {"anyOf": [_NULL, _typed("text", {}), _typed("json_object", {}), json_schema]}
-    return _opt("object", "`format` (structured output) and `verbosity` are mapped; other members are dropped.",
-                properties={"format": fmt, "verbosity": _opt("string", enum=["low", "medium", "high", None])})
+    return optional("object", "`format` (structured output) and `verbosity` are mapped; other members are dropped.",
+                properties={"format": fmt, "verbosity": optional("string", enum=["low", "medium", "high", None])})
 
 
 def _request() -> Schema:
@@ -229,28 +214,28 @@ def _request() -> Schema:
         {"type": "object", "required": ["type", "mode"],
          "properties": {"type": {"const": "allowed_tools"}, "mode": {"const": "required"}}},
     ]}
-    out = _obj({
+    out = obj({
         "model": {"type": "string", "minLength": 1, "examples": ["demo/echo"],
                   "description": "An alias, `provider/model` or a bare model name, as on chat completions."},
-        "input": {"anyOf": [_STRING, {"type": "array", "items": _ref("ResponseInputItem")}, _NULL],
+        "input": {"anyOf": [_STRING, {"type": "array", "items": ref("ResponseInputItem")}, _NULL],
                   "description": "A string (one user message) or input items. Needs at least one user, assistant "
                                  "or function item unless `previous_response_id` continues a conversation."},
-        "instructions": _opt("string", "A system message before the conversation."),
-        "previous_response_id": _opt("string", "A stored response (of this key) to continue: a 404 when unknown, "
+        "instructions": optional("string", "A system message before the conversation."),
+        "previous_response_id": optional("string", "A stored response (of this key) to continue: a 404 when unknown, "
                                                "expired, deleted or another key's.", minLength=1),
-        "store": _opt("boolean", "Store the response (default true) for retrieval and `previous_response_id`."),
-        "stream": _opt("boolean", "`true`: the Responses event stream (`text/event-stream`)."),
-        "max_output_tokens": _opt("integer", "A JSON integer: `1.0` is a 400.", minimum=1),
-        "temperature": _opt("number", minimum=0, maximum=2),
-        "top_p": _opt("number", minimum=0, maximum=1),
-        "user": _opt("string"),
-        "safety_identifier": _opt("string"),
-        "metadata": _opt("object", "Echoed on the Response.", additionalProperties=_STRING),
-        "tools": _opt("array", items=_ref("ResponseTool")),
+        "store": optional("boolean", "Store the response (default true) for retrieval and `previous_response_id`."),
+        "stream": optional("boolean", "`true`: the Responses event stream (`text/event-stream`)."),
+        "max_output_tokens": optional("integer", "A JSON integer: `1.0` is a 400.", minimum=1),
+        "temperature": optional("number", minimum=0, maximum=2),
+        "top_p": optional("number", minimum=0, maximum=1),
+        "user": optional("string"),
+        "safety_identifier": optional("string"),
+        "metadata": optional("object", "Echoed on the Response.", additionalProperties=_STRING),
+        "tools": optional("array", items=ref("ResponseTool")),
         "tool_choice": _tool_choice(),
         "parallel_tool_calls": {"description": "A boolean, read when a function tool is offered."},
-        "reasoning": _opt("object", "`effort` becomes `reasoning_effort`; `summary` and the rest are dropped.",
-                          properties={"effort": _opt("string", enum=[*_EFFORTS, None])}),
+        "reasoning": optional("object", "`effort` becomes `reasoning_effort`; `summary` and the rest are dropped.",
+                          properties={"effort": optional("string", enum=[*_EFFORTS, None])}),
         "text": _text(),
         "background": {"enum": [None, False], "description": "Background responses are refused (400)."},
         "conversation": {**_NULL, "description": "Conversations API state lives at OpenAI: refused (400)."},
@@ -265,7 +250,7 @@ def _request() -> Schema:
         {"if": {"required": ["tool_choice"], "properties": {"tool_choice": forcing}},
          "then": {"required": ["tools"], "properties": {"tools": {"type": "array", "contains": _HAS_FUNCTION}}}},
         {"if": {"required": ["tools"], "properties": {"tools": {"type": "array", "contains": _HAS_FUNCTION}}},
-         "then": {"properties": {"parallel_tool_calls": _opt("boolean")}}},
+         "then": {"properties": {"parallel_tool_calls": optional("boolean")}}},
     ]
     return out
 
@@ -279,9 +264,9 @@ def _output_item() -> Schema:
     refusal = _typed("refusal", {"refusal": _STRING}, ("refusal",))
     return {"anyOf": [
         _typed("reasoning", {"id": _STRING, "summary": {"type": "array", "items": _typed(
-            "summary_text", {"text": _STRING}, ("text",))}, "encrypted_content": _opt("string")},
+            "summary_text", {"text": _STRING}, ("text",))}, "encrypted_content": optional("string")},
             ("id", "summary")),
-        _typed("message", {"id": _STRING, "status": status, "role": _const("assistant"),
+        _typed("message", {"id": _STRING, "status": status, "role": const("assistant"),
                            "content": {"type": "array", "items": {"anyOf": [text, refusal]}}},
                ("id", "status", "role", "content")),
         _typed("function_call", {"id": _STRING, "status": status, "call_id": _STRING, "name": _STRING,
@@ -291,34 +276,34 @@ def _output_item() -> Schema:
 
 
 def _usage() -> Schema:
-    return _obj({
+    return obj({
         "input_tokens": {**_COUNT, "description": "Including the cached and cache-written tokens."},
-        "input_tokens_details": _obj({"cached_tokens": _COUNT, "cache_write_tokens": _COUNT}, ("cached_tokens",)),
+        "input_tokens_details": obj({"cached_tokens": _COUNT, "cache_write_tokens": _COUNT}, ("cached_tokens",)),
         "output_tokens": _COUNT,
-        "output_tokens_details": _obj({"reasoning_tokens": _COUNT}, ("reasoning_tokens",)),
+        "output_tokens_details": obj({"reasoning_tokens": _COUNT}, ("reasoning_tokens",)),
         "total_tokens": _COUNT,
     }, ("input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details", "total_tokens"))
 
 
 def _response() -> Schema:
-    return _obj({
-        "id": _STRING, "object": _const("response"), "created_at": {"type": "integer", "description": "Unix seconds."},
+    return obj({
+        "id": _STRING, "object": const("response"), "created_at": {"type": "integer", "description": "Unix seconds."},
         "status": {"type": "string", "enum": ["in_progress", "completed", "incomplete", "failed"]},
-        "error": {"anyOf": [_NULL, _obj({"code": _STRING, "message": _STRING}, ("code", "message"))],
+        "error": {"anyOf": [_NULL, obj({"code": _STRING, "message": _STRING}, ("code", "message"))],
                   "description": "Why a streamed response failed (`response.failed`)."},
-        "incomplete_details": {"anyOf": [_NULL, _obj({"reason": {"type": "string", "enum": [
+        "incomplete_details": {"anyOf": [_NULL, obj({"reason": {"type": "string", "enum": [
             "max_output_tokens", "content_filter"]}}, ("reason",))]},
         "model": {"type": "string", "description": "The model the client asked for."},
-        "output": {"type": "array", "items": _ref("ResponseOutputItem")},
-        "usage": {"anyOf": [_NULL, _ref("ResponseUsage")]},
-        "instructions": _opt("string"), "max_output_tokens": _opt("integer"),
-        "previous_response_id": _opt("string"), "store": {"type": "boolean"},
-        "parallel_tool_calls": {"type": "boolean"}, "temperature": _opt("number"), "top_p": _opt("number"),
-        "reasoning": _obj({"effort": _opt("string"), "summary": {}}), "text": _obj({"format": {"type": "object"}}),
+        "output": {"type": "array", "items": ref("ResponseOutputItem")},
+        "usage": {"anyOf": [_NULL, ref("ResponseUsage")]},
+        "instructions": optional("string"), "max_output_tokens": optional("integer"),
+        "previous_response_id": optional("string"), "store": {"type": "boolean"},
+        "parallel_tool_calls": {"type": "boolean"}, "temperature": optional("number"), "top_p": optional("number"),
+        "reasoning": obj({"effort": optional("string"), "summary": {}}), "text": obj({"format": {"type": "object"}}),
         "tool_choice": {"type": ["string", "object"]}, "tools": {"type": "array"},
-        "truncation": {"type": "string", "enum": ["auto", "disabled"]}, "user": _opt("string"),
+        "truncation": {"type": "string", "enum": ["auto", "disabled"]}, "user": optional("string"),
         "metadata": {"type": "object"},
-        "extra_fields": _ref("ExtraFields"),
+        "extra_fields": ref("ExtraFields"),
     }, ("id", "object", "created_at", "status", "error", "incomplete_details", "model", "output", "usage"),
         "An OpenAI Response, echoing the request's members, plus `extra_fields` (absent when "
         "`server.extra_fields: false`, and on a stored or retrieved Response).")
@@ -329,13 +314,13 @@ def _stream_events() -> dict[str, Schema]:
     at = {"item_id": _STRING, "output_index": _COUNT}
     part = {"content_index": _COUNT}
     summary = {"summary_index": _COUNT}
-    text_part = _obj({"type": {"type": "string", "enum": ["output_text", "refusal"]}}, ("type",))
+    text_part = obj({"type": {"type": "string", "enum": ["output_text", "refusal"]}}, ("type",))
 
     def event(kind: str, members: dict[str, Schema]) -> Schema:
         return _typed(kind, {**seq, **members}, ("sequence_number", *members))
 
-    response = {"response": _ref("Response")}
-    item = {"output_index": _COUNT, "item": _ref("ResponseOutputItem")}
+    response = {"response": ref("Response")}
+    item = {"output_index": _COUNT, "item": ref("ResponseOutputItem")}
     summary_part = _typed("summary_text", {"text": _STRING}, ("text",))
     return {
         "response.created": event("response.created", response),
@@ -375,20 +360,20 @@ _SSE_EVENT = {
                    "Response and its `extra_fields`. A failure after the stream started ends it with "
                    "`response.failed`.",
     "anyOf": [{"type": "object", "required": ["event", "data"],
-               "properties": {"event": _const(kind),
+               "properties": {"event": const(kind),
                               "data": {"type": "string", "contentMediaType": "application/json",
-                                       "contentSchema": _ref(f"ResponseStreamEvent_{kind}")}}}
+                                       "contentSchema": ref(f"ResponseStreamEvent_{kind}")}}}
               for kind in _stream_events()],
 }
 
 
 def _input_item_list() -> Schema:
-    return _obj({
-        "object": _const("list"),
-        "data": {"type": "array", "items": {**_obj({"id": _STRING, "type": _STRING}, ("id", "type")),
+    return obj({
+        "object": const("list"),
+        "data": {"type": "array", "items": {**obj({"id": _STRING, "type": _STRING}, ("id", "type")),
                                             "description": "An input item as sent (a string input as a user "
                                                            "message), with an id."}},
-        "first_id": _opt("string"), "last_id": _opt("string"), "has_more": {"type": "boolean"},
+        "first_id": optional("string"), "last_id": optional("string"), "has_more": {"type": "boolean"},
     }, ("object", "data", "first_id", "last_id", "has_more"))
 
 
@@ -412,7 +397,7 @@ RESPONSES_SCHEMAS: dict[str, Schema] = {
     "ResponseOutputItem": _output_item(),
     "ResponseUsage": _usage(),
     **{f"ResponseStreamEvent_{kind}": schema for kind, schema in _stream_events().items()},
-    "ResponseDeleted": _obj({"id": _STRING, "object": _const("response.deleted"), "deleted": {"const": True}},
+    "ResponseDeleted": obj({"id": _STRING, "object": const("response.deleted"), "deleted": {"const": True}},
                             ("id", "object", "deleted")),
     "ResponseInputItemList": _input_item_list(),
 }
@@ -449,11 +434,11 @@ _EXAMPLES = {
 
 def _body(schema: str, examples: dict[str, Any]) -> dict[str, Any]:
     named = {name: {"summary": summary, "value": value} for name, (summary, value) in examples.items()}
-    return {"required": True, "content": {"application/json": {"schema": _ref(schema), "examples": named}}}
+    return {"required": True, "content": {"application/json": {"schema": ref(schema), "examples": named}}}
 
 
 def _json(schema: str) -> dict[str, Any]:
-    return {"application/json": {"schema": _ref(schema)}}
+    return {"application/json": {"schema": ref(schema)}}
 
 
 def _error(chat: dict[str, Any], status: int, description: str | None = None,
@@ -476,7 +461,7 @@ def _create(chat: dict[str, Any]) -> dict[str, Any]:
                          "A cache hit has the same output (a stream: the same events) under a new id, nothing "
                          "billed, no attempts. Stored unless `store: false` or the response failed.",
           "headers": {**chat["responses"]["200"]["headers"], **_DROPPED},
-          "content": {"application/json": {"schema": _ref("Response")},
+          "content": {"application/json": {"schema": ref("Response")},
                       "text/event-stream": {"schema": _SSE_EVENT}}}
     statuses = [int(status) for status in chat["responses"] if status[0] in "45"]
     text = {400: _TEXT_400, 404: _TEXT_404}
