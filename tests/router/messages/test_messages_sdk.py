@@ -264,3 +264,17 @@ async def test_failover_from_anthropic_to_openai_renders_the_canonical_answer(fa
     assert (await raw.parse()).content[0].text == "Hello from the fake."
     assert raw.headers["x-switchboard-provider"] == "up" and raw.headers["x-switchboard-attempts"] == "2"
     assert raw.headers["x-switchboard-dropped"] == "top_k"
+
+
+async def test_models_in_anthropics_shape(fake_openai, make_router, sdk) -> None:
+    url = await make_router(config(fake_openai))
+    page = await sdk(url).models.list()
+    ids = [m.id for m in page.data]
+    assert "claude-sonnet-4-5" in ids and all(m.type == "model" for m in page.data)
+    one = await sdk(url).models.retrieve("claude-sonnet-4-5")
+    assert one.id == "claude-sonnet-4-5" and one.display_name == "claude-sonnet-4-5"
+    with pytest.raises(anthropic_sdk.NotFoundError) as err:
+        await sdk(url).models.retrieve("no-such-model")
+    assert err.value.body["type"] == "error"
+    narrow = {m.id for m in (await sdk(url, OTHER).models.list()).data}
+    assert "echo" in narrow and "claude-sonnet-4-5" not in narrow  # only what that key may use
