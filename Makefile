@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config.example.yaml
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint check clean
+.PHONY: run test test-container lint check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ test: $(STAMP)
 	scripts/system-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The container image (deploy/Dockerfile) built and run with Podman (tests/deploy/). Installs the
+# Debian packages it needs when missing and we may (root, apt-get); the test skips without podman.
+CONTAINER_DEPS := podman runc debootstrap uidmap slirp4netns passt fuse-overlayfs redis-server
+test-container: $(STAMP)
+	@missing=""; for c in podman runc debootstrap redis-server; do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing system packages: $(CONTAINER_DEPS)" >&2; apt-get update -qq >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CONTAINER_DEPS) >/dev/null; fi
+	$(BIN)/python -m pytest -q -p no:cacheprovider -s -m container tests/deploy
 
 check: $(STAMP)
 	$(BIN)/switchboard check --config $(CONFIG)
