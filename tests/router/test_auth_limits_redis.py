@@ -63,8 +63,8 @@ async def test_cluster_scripts_run_in_one_slot_and_stay_exact(redis_cluster, mak
 
 async def test_outage_fail_open_then_exact_again(redis_server, redis_url, make_conn) -> None:
     clock = Clock()
-    conn = await make_conn(redis_url, timeout_s=0.3)
-    other = await make_conn(redis_url, timeout_s=0.3)
+    conn = await make_conn(redis_url, timeout_s=1.0)
+    other = await make_conn(redis_url, timeout_s=1.0)
     open_lim = Limiter(conn, "fail_open", clock=clock)
     closed_lim = Limiter(conn, "fail_closed", clock=clock)
     vk = key(rpm=3, budget_nanos=1000)
