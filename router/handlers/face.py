@@ -9,7 +9,7 @@ and ends with the face's error event if the upstream breaks after the first chun
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -49,7 +49,10 @@ class Face(Protocol):
 
 
 async def serve(pipeline: Pipeline, face: Face, request: web.Request, req: ProxyRequest,
-                body: dict[str, Any]) -> web.StreamResponse:
+                body: dict[str, Any], before_last: Callable[[], Awaitable[None]] | None = None) -> web.StreamResponse:
+    """Run the pipeline for one face and write its answer. `before_last` runs once a stream's last
+    bytes are known and before they are written: state the client may read as soon as it has them
+    (a stored response) is kept by then."""
     mreq = face.parse(body, request.headers)
     try:
         answer = await pipeline.run(req, mreq)
@@ -73,7 +76,10 @@ async def serve(pipeline: Pipeline, face: Face, request: web.Request, req: Proxy
                     req.first_token()
                 first = False
                 await response.write(data)
-        await response.write(renderer.finish())
+        last = renderer.finish()
+        if before_last is not None:
+            await before_last()
+        await response.write(last)
     except UpstreamError as err:  # committed to its deployment: end with an error event, never silently
         await response.write(renderer.fail(err))
         return response

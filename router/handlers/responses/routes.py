@@ -42,11 +42,21 @@ class ResponsesRoutes:
         try:
             body = await read_json(request, pipeline.max_body_bytes, pipeline.body_timeout_s)
             call = ResponsesCall(self.with_extra, await self._continued(req.tenant, body.get("previous_response_id")))
-            response = await serve(pipeline, call, request, req, body)
-            if body.get("store") is not False and call.response is not None and call.response.get("status") != "failed":
-                items = [_with_id(item) for item in call.input_items]
-                call.input_items = items
-                await self.store.put(req.tenant, call.response, items, call.conversation())
+            kept = False
+
+            async def keep() -> None:
+                """Store the response (`store` is true unless the client said false), before the client
+                can ask for it: a whole answer before it is sent, a stream before its last event."""
+                nonlocal kept
+                if kept or body.get("store") is False or call.response is None or \
+                        call.response.get("status") == "failed":
+                    return
+                kept = True
+                call.input_items = [_with_id(item) for item in call.input_items]
+                await self.store.put(req.tenant, call.response, call.input_items, call.conversation())
+
+            response = await serve(pipeline, call, request, req, body, before_last=keep)
+            await keep()
             return response
         finally:
             pipeline.close(req)

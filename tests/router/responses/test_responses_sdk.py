@@ -189,3 +189,13 @@ async def test_stored_in_redis_shared_by_instances(fake_openai, make_router, sdk
     assert [m["role"] for m in fake_openai.bodies("up")[1]["messages"]] == ["user", "assistant", "user"]
     with pytest.raises(openai.NotFoundError):
         await sdk(url_two, OTHER).responses.retrieve(first.id)
+
+
+async def test_a_streamed_response_is_stored_before_its_last_event(fake_openai, make_router, sdk) -> None:
+    """A client that asks for the response the moment `response.completed` arrives finds it."""
+    client = sdk(await make_router(config(fake_openai)))
+    async with client.responses.stream(model="echo", input="keep me") as stream:
+        async for event in stream:
+            if event.type == "response.completed":
+                got = await client.responses.retrieve(event.response.id)
+                assert got.output_text == "keep me"
