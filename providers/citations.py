@@ -5,7 +5,9 @@ member type is the web search's
 
     {"type": "url_citation", "url_citation": {"start_index", "end_index", "url", "title"}}
 
-Anthropic, Bedrock Converse and Cohere cite more than web pages: the documents, search results and
+Gemini's grounding (`groundingMetadata`: supports over segments of the text, each citing grounding
+chunks) comes back the same way: web pages as `url_citation`s, retrieved contexts as
+`document_citation`s. Anthropic, Bedrock Converse and Cohere cite more than web pages: the documents, search results and
 tool outputs a request supplied. Every citation that names a URL becomes a `url_citation` in
 `message.annotations` (`title` is "" when the vendor gives none). Every other one becomes a
 `document_citation`, this gateway's extension, shaped like OpenAI's (the type names the member that
@@ -189,6 +191,39 @@ def cohere_message_citations(message: Mapping[str, Any]) -> list[dict]:
     return [a for c in citations if isinstance(c, Mapping)
             for a in cohere_citations(c, offsets.get(c.get("content_index"), 0))] \
         if isinstance(citations, list) else []
+
+
+def gemini_citations(metadata: Any, text: str) -> list[dict]:
+    """Gemini's grounding (`groundingMetadata`) over the candidate's `text`: each support's segment,
+    whose offsets count UTF-8 bytes of that text, cited by its grounding chunks: a web page as a
+    `url_citation`, a retrieved context (Vertex RAG) as a `document_citation`."""
+    if not isinstance(metadata, Mapping):
+        return []
+    chunks, supports = metadata.get("groundingChunks"), metadata.get("groundingSupports")
+    if not isinstance(chunks, list) or not isinstance(supports, list):
+        return []
+    encoded = text.encode()
+    out: list[dict] = []
+    for support in supports:
+        segment = support.get("segment") if isinstance(support, Mapping) else None
+        if not isinstance(segment, Mapping):
+            continue
+        first, last = _int(segment.get("startIndex")) or 0, _int(segment.get("endIndex"))
+        if last is None or not 0 <= first <= last <= len(encoded):
+            continue
+        start = len(encoded[:first].decode(errors="ignore"))
+        end = len(encoded[:last].decode(errors="ignore"))
+        for i in support.get("groundingChunkIndices") or ():
+            chunk = chunks[i] if _int(i) is not None and 0 <= i < len(chunks) else None
+            if not isinstance(chunk, Mapping):
+                continue
+            web, context = chunk.get("web"), chunk.get("retrievedContext")
+            if isinstance(web, Mapping) and _is_url(web.get("uri")):
+                out.append(url_citation(start, end, web["uri"], _str(web.get("title"))))
+            elif isinstance(context, Mapping):
+                out.append(document_citation(start, end, {"type": "document"}, doc_id=_str(context.get("uri")),
+                                             title=_str(context.get("title")), cited_text=_str(context.get("text"))))
+    return out
 
 
 def bedrock_cited_text(block: Mapping[str, Any], start: int) -> tuple[str, list[dict]]:

@@ -34,6 +34,7 @@ from urllib.parse import quote
 import orjson
 
 from .base import Capabilities, HttpRequest, Provider, StreamTranslator, invalid_response, load_json
+from .citations import citation_members, gemini_citations
 from .errors import ErrorKind, UpstreamError
 from .gemini_request import build_generate_body
 from .gemini_response import (
@@ -146,6 +147,7 @@ class GeminiProvider(Provider):
                 message["reasoning_content"] = reasoning
             if calls:
                 message["tool_calls"] = calls
+            message.update(citation_members(gemini_citations(cand.get("groundingMetadata"), text)))
             finish = finish_reason(cand.get("finishReason"), bool(calls), self.name, cand.get("finishMessage"))
             choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish})
         result: dict[str, Any] = {

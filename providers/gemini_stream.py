@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from .base import StreamTranslator, invalid_response
+from .citations import citation_members, gemini_citations
 from .errors import ErrorKind, UpstreamError
 from .gemini_response import (
     check_prompt_blocked,
@@ -32,7 +33,7 @@ from .sse import SSEDecoder
 
 class GeminiStream(StreamTranslator):
     __slots__ = ("_calls", "_created", "_decoder", "_finished", "_id", "_model", "_next_call",
-                 "_provider", "_response_id", "_started", "_usage")
+                 "_provider", "_response_id", "_started", "_texts", "_usage")
 
     def __init__(self, provider: str, model: str, created: int) -> None:
         super().__init__()
@@ -47,6 +48,7 @@ class GeminiStream(StreamTranslator):
         self._calls: set[int] = set()  # candidates that made at least one tool call
         self._finished: set[int] = set()
         self._usage: dict | None = None
+        self._texts: dict[int, list[str]] = {}  # candidate -> its text so far, where grounding points
 
     def _feed(self, data: bytes, out: list[dict]) -> None:
         self._events(self._decoder.feed(data), out)
@@ -113,9 +115,14 @@ class GeminiStream(StreamTranslator):
                     delta = {"reasoning_content": value}
                 else:
                     delta = {"content": value}
+                    self._texts.setdefault(index, []).append(value)
                 chunks.append(self._chunk([_choice(index, delta)]))
             reason = cand.get("finishReason")
             if reason and reason != "FINISH_REASON_UNSPECIFIED" and index not in self._finished:
+                # grounding comes with the last event: its citations, in one delta, before the finish
+                cited = gemini_citations(cand.get("groundingMetadata"), "".join(self._texts.get(index, ())))
+                if cited:
+                    chunks.append(self._chunk([_choice(index, citation_members(cited))]))
                 mapped = finish_reason(reason, index in self._calls, self._provider, cand.get("finishMessage"))
                 self._finished.add(index)
                 chunks.append(self._chunk([_choice(index, {}, mapped)]))

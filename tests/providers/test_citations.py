@@ -232,3 +232,48 @@ def test_recordings_are_what_the_corpus_says():
     """The binary Bedrock stream really is base64 in the file (read as bytes above)."""
     raw = orjson.loads((corpus.ROOT / "bedrock" / "stream_citations.json").read_bytes())
     assert base64.b64decode(raw["response"]["body_base64"]) == RECORDINGS["bedrock/stream_citations"].body
+
+
+# -- Gemini grounding: supports over byte offsets of the text, citing grounding chunks ---------------
+def _grounding(metadata: dict, text: str) -> list[tuple[str, str]]:
+    """(cited text, url) for every web citation, read from the vendor's own figures (byte offsets)."""
+    encoded = text.encode()
+    return [(encoded[s["segment"].get("startIndex", 0):s["segment"]["endIndex"]].decode(),
+             metadata["groundingChunks"][i]["web"]["uri"])
+            for s in metadata["groundingSupports"] for i in s["groundingChunkIndices"]]
+
+
+def test_gemini_grounding_is_url_citations():
+    rec = RECORDINGS["gemini/chat_grounding"]
+    candidate = orjson.loads(rec.body)["candidates"][0]
+    text = "".join(p["text"] for p in candidate["content"]["parts"])
+    completion = _provider("gemini").chat_response(rec.body, rec.model)
+    message = ChatCompletion.model_validate(completion).choices[0].message
+    got = [(message.content[a.url_citation.start_index:a.url_citation.end_index], a.url_citation.url)
+           for a in message.annotations]
+    assert got == _grounding(candidate["groundingMetadata"], text) and len(got) == 3
+    assert [a.url_citation.title for a in message.annotations] == ["ruby-lang.org", "wikipedia.org", "github.com"]
+
+
+def test_gemini_stream_grounding_counts_characters_not_bytes():
+    """The segment offsets are UTF-8 bytes; the annotation spans are characters of the content."""
+    text1, text2 = "Zürich liegt am ", "Zürichsee."
+    metadata = {"groundingChunks": [{"web": {"uri": "https://de.wikipedia.org/wiki/Z%C3%BCrich", "title": "Zürich"}}],
+                "groundingSupports": [{"segment": {"startIndex": len(text1.encode()),
+                                                   "endIndex": len((text1 + text2).encode()), "text": text2},
+                                       "groundingChunkIndices": [0]}]}
+    events = [{"candidates": [{"content": {"role": "model", "parts": [{"text": text1}]}, "index": 0}]},
+              {"candidates": [{"content": {"role": "model", "parts": [{"text": text2}]}, "index": 0,
+                               "finishReason": "STOP", "groundingMetadata": metadata}],
+               "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 9, "totalTokenCount": 14}}]
+    body = b"".join(b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events)
+    translator = _provider("gemini").chat_stream("gemini-2.5-flash")
+    chunks = translator.feed(body) + translator.close()
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    cited = [(i, c["choices"][0]["delta"]["annotations"]) for i, c in enumerate(chunks)
+             if c["choices"] and "annotations" in c["choices"][0]["delta"]]
+    finish = [i for i, c in enumerate(chunks) if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert len(cited) == 1 and cited[0][0] == finish[0] - 1
+    [annotation] = cited[0][1]
+    span = annotation["url_citation"]
+    assert content[span["start_index"]:span["end_index"]] == text2 and span["title"] == "Zürich"
