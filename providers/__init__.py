@@ -5,6 +5,7 @@ from __future__ import annotations
 from .anthropic import AnthropicProvider
 from .base import (
     MESSAGES_DIALECT,
+    MESSAGES_HEADERS,
     RESPONSES_DIALECT,
     Capabilities,
     HttpRequest,
@@ -48,6 +49,7 @@ def create_provider(settings: ProviderSettings) -> Provider:
 
 __all__ = [
     "MESSAGES_DIALECT",
+    "MESSAGES_HEADERS",
     "PROVIDER_TYPES",
     "RESPONSES_DIALECT",
     "Capabilities",

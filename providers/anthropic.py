@@ -52,6 +52,7 @@ from .anthropic_request import JSON_TOOL_PREFIX, build_body, output_limit
 from .anthropic_stream import AnthropicStream, classify_error, finish_reason, openai_usage
 from .base import (
     MESSAGES_DIALECT,
+    MESSAGES_HEADERS,
     Capabilities,
     HttpRequest,
     Provider,
@@ -65,7 +66,6 @@ from .citations import anthropic_citation, citation_members, citations_over
 from .errors import UpstreamError, kind_for_status, parse_retry_after
 
 ANTHROPIC_VERSION = "2023-06-01"
-_DIALECT_HEADERS = ("anthropic-version", "anthropic-beta")
 _OPTION_CHOICES = {"structured_output": ("native", "tool"), "thinking_mode": ("budget", "adaptive")}
 
 
@@ -106,7 +106,7 @@ class AnthropicProvider(Provider):
         """A Messages request forwarded as the client wrote it: the model set to the deployment's, the
         client's `anthropic-version` and `anthropic-beta` kept, our key in place of the client's."""
         out = dict(self._static_headers)
-        out.update({k: v for k, v in headers.items() if k in _DIALECT_HEADERS})
+        out.update({k: v for k, v in headers.items() if k in MESSAGES_HEADERS})
         if api_key:
             out["x-api-key"] = api_key
         return HttpRequest("POST", self._url, out, orjson.dumps({**body, "model": model, "stream": stream}),

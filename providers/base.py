@@ -25,6 +25,7 @@ from .errors import ErrorKind, UpstreamError, is_context_window, kind_for_status
 
 # Wire dialects a face speaks that a vendor may speak too (`Provider.speaks`).
 MESSAGES_DIALECT = "anthropic.messages"  # Anthropic's Messages API
+MESSAGES_HEADERS = ("anthropic-version", "anthropic-beta")  # the client's, forwarded in that dialect
 RESPONSES_DIALECT = "openai.responses"  # OpenAI's Responses API
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from providers import UpstreamError
+from providers import HttpRequest, UpstreamError
 
 from ..accounting import UsageRecord
 from ..accounting.billed import ZERO, Billed
@@ -44,7 +44,7 @@ from ..routing.fanout import complete_n, needs_fanout, open_stream_n, without_n
 from . import policy
 from .answers import CallFailed, Completion, LiveStream, Replay
 from .billing import bill, completion_text, estimate_usage, prompt_tokens, reservation
-from .request import ModelRequest, ProxyRequest, Route
+from .request import ModelRequest, Native, ProxyRequest, Route
 
 RAW_HEADER = "x-switchboard-raw-response"
 
@@ -217,15 +217,13 @@ class Pipeline:
             provider = target.runtime.provider
             if kind == "embeddings":
                 return provider.embeddings_request(route.body_for(target), target.model, key)
-            if native is not None and provider.speaks(native.dialect):
-                return provider.native_request(native.dialect, native.body, target.model, key, False, native.headers)
-            return provider.chat_request(route.body_for(target), target.model, key, False)
+            return _chat_request(route, native, target, key, False)
 
         def parse(target: Target, raw: bytes, headers: Mapping[str, str]) -> dict:
             provider = target.runtime.provider
             if kind == "embeddings":
                 return provider.embeddings_response(raw, target.model, headers)
-            if native is not None and provider.speaks(native.dialect):
+            if _forwarded(native, target):
                 return provider.native_response(native.dialect, raw, target.model)
             return provider.chat_response(raw, target.model)
 
@@ -245,8 +243,8 @@ class Pipeline:
         outcome = Outcome(call, bill(self._pricer, target, usage, estimated), True, cache, target.runtime.name,
                           target.label)
         self.record(req, outcome, held)
-        relayed = native is not None and target.runtime.provider.speaks(native.dialect)
-        return Completion(result, outcome, raw if self.wants_raw(req, call) else None, raw if relayed else None)
+        return Completion(result, outcome, raw if self.wants_raw(req, call) else None,
+                          raw if _forwarded(native, target) else None)
 
     async def open_stream(self, req: ProxyRequest, mreq: ModelRequest, route: Route, cache: str,
                           held: Reservation | None = None, recorder: StreamRecorder | None = None,
@@ -254,15 +252,10 @@ class Pipeline:
         """A committed stream (its first content read). Raises `CallFailed` (recorded) when no
         deployment produced one; the stream records its own outcome when it ends."""
         call = Call(mreq.requested, mreq.request_type, req.started if started is None else started)
-
         native = mreq.native
 
         def build(target: Target, api_key: str | None):
-            provider = target.runtime.provider
-            if native is not None and provider.speaks(native.dialect):
-                return provider.native_request(native.dialect, native.body, target.model, api_key, True,
-                                               native.headers)
-            return provider.chat_request(route.body_for(target), target.model, api_key, True)
+            return _chat_request(route, native, target, api_key, True)
 
         try:
             if route.fan:
@@ -329,6 +322,21 @@ class Pipeline:
         outcome = answer.outcome
         return CachedResponse.from_body(answer.body, provider=outcome.provider, model=outcome.model,
                                         billed_usage=outcome.billed.as_dict() if outcome.billed else None)
+
+
+def _forwarded(native: Native | None, target: Target) -> bool:
+    """Whether `target` gets the request in the face's own dialect (its vendor speaks it)."""
+    return native is not None and target.runtime.provider.speaks(native.dialect)
+
+
+def _chat_request(route: Route, native: Native | None, target: Target, api_key: str | None,
+                  stream: bool) -> HttpRequest:
+    """What `target` is sent for a chat call: the request as the client wrote it where the vendor
+    speaks the face's dialect, else the canonical body translated by its provider."""
+    provider = target.runtime.provider
+    if native is not None and _forwarded(native, target):
+        return provider.native_request(native.dialect, native.body, target.model, api_key, stream, native.headers)
+    return provider.chat_request(route.body_for(target), target.model, api_key, stream)
 
 
 PIPELINE = web.AppKey("pipeline", Pipeline)

@@ -38,7 +38,7 @@ class Relay:
     def take(self) -> bytes:
         """The bytes read so far up to the end of the last complete event."""
         pending = self._pending
-        end = max(pending.rfind(sep) + len(sep) if pending.rfind(sep) >= 0 else 0 for sep in _EVENT_ENDS)
+        end = max((at + len(sep) for sep in _EVENT_ENDS if (at := pending.rfind(sep)) >= 0), default=0)
         if not end:
             return b""
         out = bytes(pending[:end])

@@ -9,8 +9,6 @@ out must validate against the openai SDK's own types (`annotations` entries are 
 
 from __future__ import annotations
 
-import base64
-
 import orjson
 import pytest
 from openai.types.chat import ChatCompletion
@@ -226,12 +224,6 @@ def test_an_answer_without_citations_has_neither_member():
     rec = RECORDINGS["anthropic/chat_text"]
     message = _translate(rec)
     assert "annotations" not in message and "document_citations" not in message
-
-
-def test_recordings_are_what_the_corpus_says():
-    """The binary Bedrock stream really is base64 in the file (read as bytes above)."""
-    raw = orjson.loads((corpus.ROOT / "bedrock" / "stream_citations.json").read_bytes())
-    assert base64.b64decode(raw["response"]["body_base64"]) == RECORDINGS["bedrock/stream_citations"].body
 
 
 # -- Gemini grounding: supports over byte offsets of the text, citing grounding chunks ---------------

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from providers import MESSAGES_DIALECT, UpstreamError
+from providers import MESSAGES_DIALECT, MESSAGES_HEADERS, UpstreamError
 from providers.capabilities import untuned
 
 from ... import extra_fields
@@ -35,7 +35,6 @@ from .inbound import to_canonical
 from .outbound import MessageEvents, to_message
 
 MESSAGES = "anthropic.messages"  # the cache namespace of this face's answers
-DIALECT_HEADERS = ("anthropic-version", "anthropic-beta")  # forwarded to a vendor that speaks Messages
 TUNING = ("thinking", "cache_control")  # kept for the vendors that honour them (see `Tuning`)
 
 
@@ -50,7 +49,7 @@ class MessagesFace:
         inbound = to_canonical(body)
         canonical = inbound.body
         stream = canonical.get("stream") is True
-        forwarded = {name: headers[name] for name in DIALECT_HEADERS if name in headers}
+        forwarded = {name: headers[name] for name in MESSAGES_HEADERS if name in headers}
         return ModelRequest("chat", canonical["model"], canonical, "message", None, stream, MESSAGES,
                             native=Native(MESSAGES_DIALECT, body, forwarded), tuning=TUNING,
                             dropped=tuple(inbound.dropped))

@@ -52,14 +52,12 @@ class ResponsesCall:
         self.created_at = int(time.time())
         self.request: dict[str, Any] = {}
         self.input_items: list[dict[str, Any]] = []
-        self.dropped: list[str] = []
         self.response: dict[str, Any] | None = None  # the Response, once rendered whole
 
     def parse(self, body: dict[str, Any], headers: Mapping[str, str]) -> ModelRequest:
         inbound = to_canonical(body, self.previous)
         self.request = body
         self.input_items = inbound.input_items
-        self.dropped = inbound.dropped
         canonical = inbound.body
         stream = canonical.get("stream") is True
         return ModelRequest("chat", canonical["model"], canonical, "response", None, stream, RESPONSES,
@@ -101,7 +99,7 @@ class ResponsesCall:
 
     def headers(self, mreq: ModelRequest, answer: Completion | Replay | LiveStream) -> dict[str, str]:
         relayed = answer.relayed is not None if isinstance(answer, Completion) else answer.relay is not None
-        return {"x-switchboard-dropped": header_list(self.dropped)} if self.dropped and not relayed else {}
+        return {"x-switchboard-dropped": header_list(mreq.dropped)} if mreq.dropped and not relayed else {}
 
     def conversation(self) -> list[dict[str, Any]]:
         """Everything a later `previous_response_id` continues: what came before, this input, this output."""

@@ -17,6 +17,7 @@ from typing import Any
 import pydantic
 import pytest
 from anthropic.types.beta.message_create_params import MessageCreateParamsStreaming as BetaStreamingParams
+from support.mutations import paths, replaced
 from support.vendor_schemas import anthropic_request_problems, check_chat_request, materialize
 
 from providers.anthropic_request import build_body
@@ -494,26 +495,6 @@ def test_invalid_input_names_the_member(body: Any, param: str | None) -> None:
 WRONG = [None, 0, -1, 2.5, True, "", "x", [], [None], {}, {"type": "text"}]
 
 
-def _paths(value: Any, path: tuple = ()) -> list[tuple]:
-    out = [path] if path else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            out += _paths(item, (*path, i))
-    return out
-
-
-def _replace(body: Any, path: tuple, new: Any) -> Any:
-    body = copy.deepcopy(body)
-    target = body
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = new
-    return body
-
-
 def test_fuzz_wrong_types_give_400s_or_valid_bodies() -> None:
     """Any member of a rich request swapped for a value of another type: a 400 naming a member, or a body."""
     base = req([
@@ -538,10 +519,10 @@ def test_fuzz_wrong_types_give_400s_or_valid_bodies() -> None:
     translate(base)
     rng = random.Random(20250101)
     outcomes = {"ok": 0, "400": 0}
-    for path in _paths(base):
+    for path in paths(base):
         for new in rng.sample(WRONG, 4):
             try:
-                result = to_canonical(_replace(base, path, new))
+                result = to_canonical(replaced(base, path, new))
             except ApiError as err:
                 assert err.status == 400 and err.code == "invalid_request", (path, new)
                 assert isinstance(err.param, str) and err.param, (path, new)

@@ -15,6 +15,7 @@ import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message
 from support.openai_chunks import feed
+from support.typed_sse import typed_events
 from support.vendor_schemas import ANTHROPIC_EVENT, ANTHROPIC_MESSAGE
 
 from providers.anthropic import translate_message
@@ -51,22 +52,9 @@ def call(index: int, arguments: str = "", id: str | None = None, name: str | Non
     return chunk({"tool_calls": [piece]})
 
 
-def parse_sse(data: bytes) -> list[dict]:
-    """Events of a byte stream, checking the exact framing: `event: <type>\\ndata: <json>\\n\\n`."""
-    assert data.endswith(b"\n\n") or not data
-    events = []
-    for frame in data.split(b"\n\n")[:-1]:
-        name_line, data_line = frame.split(b"\n")
-        assert name_line.startswith(b"event: ") and data_line.startswith(b"data: ")
-        event = orjson.loads(data_line[len(b"data: "):])
-        assert event["type"] == name_line[len(b"event: "):].decode()
-        events.append(event)
-    return events
-
-
 def fold(data: bytes) -> tuple[Message, list[dict]]:
     """The Message the anthropic SDK's stream accumulator makes of these bytes (every event validated)."""
-    events = parse_sse(data)
+    events = typed_events(data)
     snapshot = None
     json_bufs: dict[int, bytes] = {}
     for event in events:
@@ -302,7 +290,7 @@ def test_fail_after_a_text_block() -> None:
     events = MessageEvents(MODEL)
     data = events.batch([ROLE, chunk({"content": "Partial"})])
     data += events.fail({"type": "overloaded_error", "message": "Overloaded"})
-    parsed = parse_sse(data)
+    parsed = typed_events(data)
     assert kinds(parsed) == ["message_start", "ping", "content_block_start:text", "content_block_delta:text_delta",
                              "error"]
     assert parsed[-1] == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
@@ -314,14 +302,14 @@ def test_fail_after_a_text_block() -> None:
 def test_held_and_ignored_chunks() -> None:
     events = MessageEvents(MODEL)
     assert events.batch([]) == b""
-    assert kinds(parse_sse(events.batch([ROLE]))) == ["message_start", "ping"]  # started, nothing else
+    assert kinds(typed_events(events.batch([ROLE]))) == ["message_start", "ping"]  # started, nothing else
     quiet = [chunk({"annotations": [{"type": "url_citation"}], "document_citations": []}),
              chunk({"role": "assistant"}), chunk({}, extra_fields={"provider": "p"}),
              {**chunk({"content": "second choice"}), "choices": [{"index": 1, "delta": {"content": "no"},
                                                                   "finish_reason": None}]},
              chunk({}, "stop"), usage_chunk(3, 1)]
     assert events.batch(quiet) == b""  # the finish and the usage wait for message_delta
-    tail = parse_sse(events.finish())
+    tail = typed_events(events.finish())
     assert kinds(tail) == ["message_delta", "message_stop"]
     assert tail[0]["usage"]["output_tokens"] == 1
 

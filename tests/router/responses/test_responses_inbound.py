@@ -18,6 +18,7 @@ from openai.types.responses.response_create_params import (
     ResponseCreateParamsNonStreaming,
     ResponseCreateParamsStreaming,
 )
+from support.mutations import paths, replaced
 from support.vendor_schemas import check_chat_request, materialize
 
 from router.errors import ApiError
@@ -604,26 +605,6 @@ def test_invalid_input_names_the_member(body: Any, param: str | None) -> None:
 WRONG = [None, 0, -1, 2.5, True, "", "x", [], [None], {}, {"type": "input_text"}, {"type": "message"}]
 
 
-def _paths(value: Any, path: tuple = ()) -> list[tuple]:
-    out = [path] if path else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            out += _paths(item, (*path, i))
-    return out
-
-
-def _replace(body: Any, path: tuple, new: Any) -> Any:
-    body = copy.deepcopy(body)
-    target = body
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = new
-    return body
-
-
 def test_fuzz_wrong_types_give_400s_or_valid_bodies() -> None:
     """Any member of a rich request swapped for a value of another type: a 400 naming a member, or a body."""
     base = req([
@@ -650,11 +631,11 @@ def test_fuzz_wrong_types_give_400s_or_valid_bodies() -> None:
     translate(base, history)
     rng = random.Random(20250601)
     outcomes = {"ok": 0, "400": 0}
-    for target, paths in (("body", _paths(base)), ("history", _paths(history))):
-        for path in paths:
+    for target, members in (("body", paths(base)), ("history", paths(history))):
+        for path in members:
             for new in rng.sample(WRONG, 4):
-                body, hist = (_replace(base, path, new), history) if target == "body" else (
-                    base, _replace(history, path, new))
+                body, hist = (replaced(base, path, new), history) if target == "body" else (
+                    base, replaced(history, path, new))
                 try:
                     result = to_canonical(body, hist)
                 except ApiError as err:

@@ -20,6 +20,7 @@ import pytest
 from openai import omit
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
+from support.typed_sse import typed_events
 
 from router.handlers.responses.inbound import to_canonical
 from router.handlers.responses.outbound import ResponseEvents, responses_usage, to_response
@@ -107,14 +108,7 @@ def assemble(chunks: list[dict]) -> dict:
 
 def parse_sse(data: bytes) -> list[dict]:
     """Events of a byte stream, checking the exact framing and the sequence numbers (0, 1, 2 …)."""
-    assert data.endswith(b"\n\n") or not data
-    events = []
-    for frame in data.split(b"\n\n")[:-1]:
-        name_line, data_line = frame.split(b"\n")
-        assert name_line.startswith(b"event: ") and data_line.startswith(b"data: ")
-        event = orjson.loads(data_line[len(b"data: "):])
-        assert event["type"] == name_line[len(b"event: "):].decode()
-        events.append(event)
+    events = typed_events(data)
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     return events
 
