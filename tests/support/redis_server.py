@@ -35,10 +35,19 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """Where the kernel starts handing out ports to outgoing connections and `bind(0)`."""
+    with contextlib.suppress(OSError, ValueError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return 32768
+
+
 def cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is free too; Redis needs it at most 55535."""
+    """A free port whose cluster bus port (+10000) is free too, both below the ephemeral range: a port
+    found free there can be taken by any connection before Redis binds it (seen: the bus port)."""
+    high = min(_ephemeral_low(), 55536) - 10000 - 1
     for _ in range(200):
-        port = random.randint(20000, 55000)
+        port = random.randint(min(10000, high), high)
         if _bindable(port) and _bindable(port + 10000):
             return port
     raise RuntimeError("no free port pair for a Redis cluster node")
