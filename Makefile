@@ -20,9 +20,11 @@ test: $(STAMP)
 	scripts/system-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(MAKE) --no-print-directory test-container
 
-# The container image (deploy/Dockerfile) built and run with Podman (tests/deploy/). Installs the
-# Debian packages it needs when missing and we may (root, apt-get); the test skips without podman.
+# The container image (deploy/Dockerfile) built and run with Podman (tests/deploy/); the last step of
+# `make test`. Installs the Debian packages it needs when missing and we may (root, apt-get); the
+# tests skip, saying why, where Podman cannot run.
 CONTAINER_DEPS := podman runc debootstrap uidmap slirp4netns passt fuse-overlayfs redis-server
 test-container: $(STAMP)
 	@missing=""; for c in podman runc debootstrap redis-server; do command -v $$c >/dev/null 2>&1 || missing=1; done; \
