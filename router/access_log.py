@@ -127,6 +127,8 @@ def line(ex: Exchange, status: int, error: str | None, end: float, include_conte
         entry["upstream_ms"] = round(ex.upstream_s * 1000.0, 3)
         entry["attempts"] = [{"model": a.model, "status": a.status, "latency_ms": a.latency_ms,
                               "error": a.error[:_ERROR_TEXT_MAX] if a.error else None} for a in ex.attempts]
+    if ex.tool_calls:
+        entry["tool_calls"] = ex.tool_calls
     if include_content and ex.content:
         entry["content"] = _content(ex.content)
     entry["pid"] = _pid[0]

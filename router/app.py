@@ -14,6 +14,7 @@ from aiohttp import web
 
 from providers import UpstreamError
 
+from .agents.mcp_face import rpc_error_shape
 from .agents.openai_face import agent_chat, agent_target
 from .agents.routes import add_agent_routes
 from .config import LoadedConfig
@@ -68,7 +69,7 @@ async def error_middleware(request: web.Request, handler):
 
 # Paths whose errors are never OpenAI-shaped, even those the router answers before any route runs
 # (a method the path does not serve).
-_PATH_SHAPES = (("/v1/messages", anthropic_error),)
+_PATH_SHAPES = (("/v1/messages", anthropic_error), ("/mcp", rpc_error_shape))
 
 
 def _error(request: web.Request, status: int, error: dict, headers: dict[str, str] | None = None) -> web.Response:

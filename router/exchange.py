@@ -49,7 +49,7 @@ class Exchange:
 
     __slots__ = ("billed", "cache", "content", "error_code", "first_token_at", "keep_content", "key", "method",
                  "model", "ok", "outcomes", "path", "provider", "request_id", "request_type", "requested", "route",
-                 "started", "wall")
+                 "started", "tool_calls", "wall")
 
     def __init__(self, request_id: str, started: float, route: str | None, keep_content: bool = False) -> None:
         self.request_id = request_id
@@ -71,6 +71,7 @@ class Exchange:
         self.keep_content = keep_content  # the access log wants the request body
         self.content: bytes | None = None
         self.method = self.path = ""
+        self.tool_calls: list[dict] = []  # server-side tool calls (an agent's loop, /mcp): name, latency_ms, error
 
     def add(self, outcome: Outcome) -> None:
         """A model call of this request ended."""

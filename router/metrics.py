@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 OTHER = "other"  # a label value outside the configured set
 NONE = "none"  # no deployment was tried (the request was refused before routing)
 KEY_LABEL_CAP = 1000  # distinct non-config key names that become labels; later ones are `other`
+TOOL_LABEL_CAP = 500  # distinct tool names that become labels; later ones are `other`
 
 # LLM latencies: a few ms (cache hits, embeddings) to minutes (long generations).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0,
@@ -114,6 +115,10 @@ def families() -> SimpleNamespace:
                            ("route",), buckets=OVERHEAD_BUCKETS),
         ttft=Histogram("switchboard_time_to_first_token_seconds", "Streams: request received to the first "
                        "content chunk sent.", pm, buckets=LATENCY_BUCKETS),
+        tool_calls=Counter("switchboard_tool_calls", "Tool calls by tool, by who called (agent: an agent's loop; "
+                           "mcp: a client of /mcp) and outcome (ok or error).", ("tool", "via", "outcome")),
+        tool_duration=Histogram("switchboard_tool_duration_seconds", "One tool call, arguments checked to result.",
+                                ("tool", "via"), buckets=LATENCY_BUCKETS),
         in_flight=gauge("in_flight_requests", "Proxied requests being served.", ("route",)),
         deployment_state=gauge("deployment_state", "Circuit breaker per deployment: 0 closed, 1 half-open, 2 open.",
                                (*pm, "slot")),
@@ -142,6 +147,20 @@ def exposition() -> bytes:
         MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
+_tool_labels: dict[str, str] = {}
+
+
+def observe_tool(tool: str, via: str, error: bool, seconds: float) -> None:
+    """One tool call. Tool names come from the config and the MCP servers; past TOOL_LABEL_CAP distinct
+    names the rest count as `other`."""
+    label = _tool_labels.get(tool)
+    if label is None:
+        label = _tool_labels[tool] = tool if len(_tool_labels) < TOOL_LABEL_CAP else OTHER
+    f = families()
+    f.tool_calls.labels(label, via, "error" if error else "ok").inc()
+    f.tool_duration.labels(label, via).observe(seconds)
 
 
 class Labels:

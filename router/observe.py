@@ -36,7 +36,7 @@ log = logging.getLogger("switchboard")
 # Proxy routes (canonical path -> `route` label).
 ROUTES = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/embeddings": "embeddings",
           "/embeddings": "embeddings", "/agent/v1/chat/completions": "agent", "/v1/messages": "messages",
-          "/v1/messages/count_tokens": "messages", "/v1/responses": "responses"}
+          "/v1/messages/count_tokens": "messages", "/v1/responses": "responses", "/mcp": "mcp"}
 QUIET = frozenset({"/metrics", "/healthz", "/readyz"})  # scrapes and probes: no access-log line
 CLIENT_CLOSED = 499  # nginx's status for "the client went away before the response"
 _REQUEST_ID = re.compile(r"[\w.:@/+=-]{1,128}", re.ASCII)

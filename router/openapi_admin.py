@@ -53,6 +53,10 @@ def _create_key_request() -> Schema:
                                         "`null` = every model.",
                      items=_t("string", minLength=1, maxLength=256), maxItems=MAX_MODELS,
                      examples=[["openai/*", "fast"]]),
+        "tools": _t(["array", "null"], "Globs over tool names (built-ins, HTTP tools, `<server>-<tool>` of MCP "
+                                       "servers) the key's agents and `/mcp` may use; `null` = every tool.",
+                    items=_t("string", minLength=1, maxLength=256), maxItems=MAX_MODELS,
+                    examples=[["calculator", "docs-*"]]),
         "budget_usd": _t(["number", "null"], "USD per `budget_period`; `null` = unlimited.", minimum=0,
                          maximum=MAX_BUDGET_USD),
         "budget_period": _t("string", "`Nd`, `Nh` or `Nm`; the budget resets every period (default `30d`).",
@@ -66,6 +70,7 @@ def _key_record() -> Schema:
     return _obj({
         "name": _t("string"),
         "models": _t(["array", "null"], items=_t("string")),
+        "tools": _t(["array", "null"], items=_t("string")),
         "budget_usd": _t(["number", "null"]),
         "budget_period": _t("string", examples=["30d"]),
         "rpm": _t(["integer", "null"]),
@@ -73,7 +78,7 @@ def _key_record() -> Schema:
         "source": {"type": "string", "enum": ["config", "admin"],
                    "description": "`config` keys come from `auth.keys` and cannot be deleted here."},
         "created_at": _t("integer", "Unix seconds."),
-    }, ("name", "models", "budget_usd", "budget_period", "rpm", "tpm", "source", "created_at"),
+    }, ("name", "models", "tools", "budget_usd", "budget_period", "rpm", "tpm", "source", "created_at"),
         description="A virtual key as the admin API shows it: never its secret, nor the secret's hash.")
 
 

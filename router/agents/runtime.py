@@ -34,6 +34,7 @@ import orjson
 from ..accounting.billed import Billed
 from ..config.agents import AgentSettingsConfig
 from ..exchange import Outcome
+from ..metrics import observe_tool
 from ..pipeline import ModelRequest, Route
 from .events import Event, StepEnd, StepTrace, ToolInputReady, ToolOutput, ToolTrace
 from .output import OutputSpec
@@ -227,8 +228,15 @@ class AgentRun:
             content = orjson.dumps({"error": refused}).decode()
             return ToolOutcome(None, refused, content, 0.0, len(content))
         settings = self.settings
-        return await execute(self.tools.get(name), name, (call.get("function") or {}).get("arguments"),
-                             settings.tool_timeout_s, settings.max_tool_result_bytes)
+        outcome = await execute(self.tools.get(name), name, (call.get("function") or {}).get("arguments"),
+                                settings.tool_timeout_s, settings.max_tool_result_bytes)
+        observe_tool(name if name in self.tools else "unknown", "agent", outcome.error is not None,
+                     outcome.latency_ms / 1000.0)
+        exchange = self.ctx.req.exchange
+        if exchange is not None:
+            exchange.tool_calls.append({"name": name, "latency_ms": outcome.latency_ms,
+                                        "error": outcome.error[:300] if outcome.error else None})
+        return outcome
 
 
 def _finish(reason: str | None) -> str:

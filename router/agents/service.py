@@ -60,10 +60,14 @@ class AgentService:
         self.pipeline = pipeline
         self.settings = config.agent_settings
         self.registry = Registry(config)
-        self.toolbox = ToolBox(self.settings, resolve)
+        self.mcp_serve = config.mcp.serve
+        self.toolbox = ToolBox(self.settings, config.mcp, config.agents, resolve)
         self.sessions: SessionStore = build_store(self.settings.sessions, gw.redis)
         self.limiter = AgentLimiter(self.settings.rate_limits, gw.redis)
         self.cache_steps = self.settings.cache_steps and gw.cache is not None
+
+    async def start(self) -> None:
+        await self.toolbox.start()
 
     async def close(self) -> None:
         await self.toolbox.close()
@@ -93,7 +97,7 @@ class AgentService:
             raise ApiError(404, f"agent '{agent.id}' has no model: set agents.{agent.id}.model or "
                                 "agent_settings.default_model", param="model", code="model_not_found")
         ctx = StepContext(self.pipeline, req, stream, self.cache_steps, agent.label)
-        run = AgentRun(ctx, spec, self.toolbox.tools(agent.tools), self.settings)
+        run = AgentRun(ctx, spec, self.toolbox.tools(agent.tools, req.key), self.settings)
         run.step_request(final=False)  # 403 / 404 / 400 for the agent's model before anything runs
         key = self.sessions.key(req.tenant, agent.id, session.id) if session is not None else None
         loaded = await self.sessions.load(key) if key is not None else None

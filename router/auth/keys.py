@@ -84,6 +84,7 @@ class VirtualKey:
     name: str
     key_hash: str  # sha256 hex of the secret
     models: tuple[str, ...] | None = None  # globs over requested names; None = every model
+    tools: tuple[str, ...] | None = None  # globs over tool names (agents, /mcp); None = every tool
     budget_nanos: int | None = None  # USD budget per period, integer nano-dollars; None = unlimited
     budget_period_s: int = 30 * 86400
     rpm: int | None = None
@@ -96,11 +97,13 @@ class VirtualKey:
     key_id: str = ""
     has_limits: bool = field(init=False, repr=False, compare=False)
     _allows: Callable[[str], bool] | None = field(init=False, repr=False, compare=False)
+    _allows_tool: Callable[[str], bool] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "has_limits",
                            self.rpm is not None or self.tpm is not None or self.budget_nanos is not None)
         object.__setattr__(self, "_allows", _matcher(self.models))
+        object.__setattr__(self, "_allows_tool", _matcher(self.tools))
         if not self.key_id:
             object.__setattr__(self, "key_id", self.key_hash)
 
@@ -112,9 +115,14 @@ class VirtualKey:
         """Whether `model` (as the client requested it) matches one of the key's globs."""
         return self._allows is None or self._allows(model)
 
+    def allows_tool(self, tool: str) -> bool:
+        """Whether the key may see and call the tool named `tool` (its name as the model sees it)."""
+        return self._allows_tool is None or self._allows_tool(tool)
+
     def public(self) -> dict[str, Any]:
         """The record as the admin API shows it: never the secret, nor its hash."""
         return {"name": self.name, "models": list(self.models) if self.models is not None else None,
+                "tools": list(self.tools) if self.tools is not None else None,
                 "budget_usd": self.budget_nanos / NANOS_PER_USD if self.budget_nanos is not None else None,
                 "budget_period": format_period(self.budget_period_s), "rpm": self.rpm, "tpm": self.tpm,
                 "source": self.source, "created_at": int(self.created_at)}
@@ -122,6 +130,7 @@ class VirtualKey:
     def to_redis(self) -> dict[str, str]:
         return {"name": self.name, "key_hash": self.key_hash,
                 "models": orjson.dumps(list(self.models)).decode() if self.models is not None else "",
+                "tools": orjson.dumps(list(self.tools)).decode() if self.tools is not None else "",
                 "budget_nanos": "" if self.budget_nanos is None else str(self.budget_nanos),
                 "budget_period_s": str(self.budget_period_s), "rpm": "" if self.rpm is None else str(self.rpm),
                 "tpm": "" if self.tpm is None else str(self.tpm), "created_at": repr(self.created_at),
@@ -135,8 +144,10 @@ class VirtualKey:
             return int(f[name]) if f.get(name) else None
 
         models = tuple(orjson.loads(f["models"])) if f.get("models") else None
-        return cls(name=f["name"], key_hash=f["key_hash"], models=models, budget_nanos=opt_int("budget_nanos"),
-                   budget_period_s=int(f["budget_period_s"]), rpm=opt_int("rpm"), tpm=opt_int("tpm"),
+        tools = tuple(orjson.loads(f["tools"])) if f.get("tools") else None
+        return cls(name=f["name"], key_hash=f["key_hash"], models=models, tools=tools,
+                   budget_nanos=opt_int("budget_nanos"), budget_period_s=int(f["budget_period_s"]),
+                   rpm=opt_int("rpm"), tpm=opt_int("tpm"),
                    source="admin", created_at=float(f.get("created_at") or 0), key_id=f.get("id") or "")
 
 
@@ -203,6 +214,7 @@ class KeyStore:
                 continue
             vk = VirtualKey(name=kc.name, key_hash=hash_secret(kc.key),
                             models=tuple(kc.models) if kc.models is not None else None,
+                            tools=tuple(kc.tools) if kc.tools is not None else None,
                             budget_nanos=usd_to_nanos(kc.budget_usd) if kc.budget_usd is not None else None,
                             budget_period_s=parse_period(kc.budget_period), rpm=kc.rpm, tpm=kc.tpm,
                             source="config", created_at=time.time())
@@ -306,7 +318,7 @@ class KeyStore:
     # -- admin operations -----------------------------------------------------------------------
     async def create(self, name: str, models: Iterable[str] | None = None, budget_usd: float | None = None,
                      budget_period: str = "30d", rpm: int | None = None,
-                     tpm: int | None = None) -> tuple[VirtualKey, str]:
+                     tpm: int | None = None, tools: Iterable[str] | None = None) -> tuple[VirtualKey, str]:
         """A new admin key and its secret (returned only here, never stored)."""
         if not NAME_RE.match(name):
             raise ValueError("name: 1-64 characters of letters, digits and . _ @ : - (starting with a letter "
@@ -316,6 +328,7 @@ class KeyStore:
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         vk = VirtualKey(name=name, key_hash=hash_secret(secret),
                         models=tuple(models) if models is not None else None,
+                        tools=tuple(tools) if tools is not None else None,
                         budget_nanos=usd_to_nanos(budget_usd) if budget_usd is not None else None,
                         budget_period_s=parse_period(budget_period), rpm=rpm, tpm=tpm, source="admin",
                         created_at=time.time(), key_id="ak-" + secrets.token_hex(16))

@@ -5,7 +5,7 @@ agents:                       # id -> agent; a default `main` exists even when a
   main:
     model: fast               # alias, provider/model or bare name; absent: agent_settings.default_model
     instructions: "You are …"
-    tools: [calculator, current_time, http_fetch,
+    tools: [calculator, current_time, http_fetch, "mcp:docs",   # mcp:<server>: that server's tools
             {name: lookup_order, description: "…", url: "http://orders.internal/lookup", method: POST,
              headers: {authorization: "Bearer ${ORDERS_TOKEN}"},
              parameters: {type: object, properties: {id: {type: string}}, required: [id]},
@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 BUILTIN_TOOLS = ("calculator", "current_time", "http_fetch")
+MCP_PREFIX = "mcp:"  # `mcp:<server>` in an agent's tools: every tool of that server (`mcp.servers`)
 TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 AGENT_ID = r"^[A-Za-z0-9_.-]{1,64}$"
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
@@ -93,8 +94,9 @@ class AgentConfig(_Strict):
         names: set[str] = set()
         for tool in v:
             name = tool if isinstance(tool, str) else tool.name
-            if isinstance(tool, str) and tool not in BUILTIN_TOOLS:
-                raise ValueError(f"unknown built-in tool '{tool}' (known: {', '.join(BUILTIN_TOOLS)})")
+            if isinstance(tool, str) and tool not in BUILTIN_TOOLS and not tool.startswith(MCP_PREFIX):
+                raise ValueError(f"unknown built-in tool '{tool}' (known: {', '.join(BUILTIN_TOOLS)}; "
+                                 f"an MCP server's tools: '{MCP_PREFIX}<server>')")
             if name in names:
                 raise ValueError(f"tool '{name}' is listed twice")
             names.add(name)

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .agents import AgentConfig, AgentSettingsConfig
+from .agents import MCP_PREFIX, AgentConfig, AgentSettingsConfig
+from .mcp import McpConfig
 
 
 class _Strict(BaseModel):
@@ -227,6 +228,9 @@ class VirtualKeyConfig(_Strict):
     # Globs over model names: every name a request writes (model, fallbacks, agent:<id>) and every
     # deployment (`provider/model`) it can reach must match one; absent = every model.
     models: list[str] | None = None
+    # Globs over tool names (built-ins, HTTP tools, `<server>-<tool>` of MCP servers): what the key's
+    # agents may call and what /mcp lists and runs for it; absent = every tool.
+    tools: list[str] | None = None
     budget_usd: float | None = Field(None, ge=0)
     budget_period: str = "30d"  # Nd | Nh | Nm: the budget resets every period
     rpm: int | None = Field(None, ge=1)
@@ -285,4 +289,14 @@ class Config(_Strict):
     agents: dict[str, AgentConfig] = Field(default_factory=dict)  # id -> agent (config/agents.py)
     agent_settings: AgentSettingsConfig = AgentSettingsConfig()
     responses: ResponsesConfig = ResponsesConfig()
+    mcp: McpConfig = McpConfig()  # MCP servers for agents, the /mcp face (config/mcp.py)
     logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _mcp_servers_named(self) -> Config:
+        for agent_id, agent in self.agents.items():
+            for tool in agent.tools:
+                if isinstance(tool, str) and tool.startswith(MCP_PREFIX) \
+                        and tool[len(MCP_PREFIX):] not in self.mcp.servers:
+                    raise ValueError(f"agents.{agent_id}.tools: '{tool}' names no server of mcp.servers")
+        return self

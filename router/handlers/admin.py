@@ -1,6 +1,6 @@
 """Admin API for virtual keys, behind `Authorization: Bearer <auth.admin_token>`.
 
-- `POST /admin/keys`           create: `{name, models?, budget_usd?, budget_period?, rpm?, tpm?}` -> 201,
+- `POST /admin/keys`           create: `{name, models?, tools?, budget_usd?, budget_period?, rpm?, tpm?}` -> 201,
                                 the record plus `key` (the secret, shown this once only)
 - `GET /admin/keys`            every key (config and admin), no secrets, with what is left of its limits
 - `GET /admin/keys/{name}`     one key
@@ -34,7 +34,7 @@ MAX_BODY = 64 * 1024
 MAX_MODELS = 256
 MAX_BUDGET_USD = MAX_BUDGET_NANOS // NANOS_PER_USD
 MAX_RATE = 10**12
-_FIELDS = ("name", "models", "budget_usd", "budget_period", "rpm", "tpm")
+_FIELDS = ("name", "models", "tools", "budget_usd", "budget_period", "rpm", "tpm")
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -59,6 +59,14 @@ def _optional_int(body: dict[str, Any], field: str) -> int | None:
     return value
 
 
+def _globs(body: dict[str, Any], field: str, what: str) -> list[str] | None:
+    value = body.get(field)
+    if value is not None and (not isinstance(value, list) or len(value) > MAX_MODELS
+                              or not all(isinstance(m, str) and m and len(m) <= 256 for m in value)):
+        raise _bad(field, f"must be a list of at most {MAX_MODELS} {what} names or globs, or null")
+    return value
+
+
 def parse_create(raw: bytes) -> dict[str, Any]:
     """The validated arguments of `KeyStore.create`; 400 naming the field otherwise."""
     try:
@@ -73,10 +81,7 @@ def parse_create(raw: bytes) -> dict[str, Any]:
     name = body.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise _bad("name", "required: 1-64 characters of letters, digits and . _ @ : - starting with a letter or digit")
-    models = body.get("models")
-    if models is not None and (not isinstance(models, list) or len(models) > MAX_MODELS
-                               or not all(isinstance(m, str) and m and len(m) <= 256 for m in models)):
-        raise _bad("models", f"must be a list of at most {MAX_MODELS} model names or globs, or null")
+    models, tools = _globs(body, "models", "model"), _globs(body, "tools", "tool")
     budget = body.get("budget_usd")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)
                                or not 0 <= budget <= MAX_BUDGET_USD):
@@ -88,7 +93,7 @@ def parse_create(raw: bytes) -> dict[str, Any]:
         parse_period(period)
     except ValueError as exc:
         raise _bad("budget_period", str(exc)) from None
-    return {"name": name, "models": models, "budget_usd": budget, "budget_period": period,
+    return {"name": name, "models": models, "tools": tools, "budget_usd": budget, "budget_period": period,
             "rpm": _optional_int(body, "rpm"), "tpm": _optional_int(body, "tpm")}
 
 

@@ -28,16 +28,18 @@ async def admin(request, aiohttp_client):
 
 async def test_create_list_get_delete_round_trip(admin) -> None:
     resp = await admin.post("/admin/keys", headers=ADMIN, json={
-        "name": "ci", "models": ["demo/*"], "budget_usd": 2.5, "budget_period": "1h", "rpm": 3, "tpm": 900})
+        "name": "ci", "models": ["demo/*"], "tools": ["calculator", "docs-*"], "budget_usd": 2.5, "budget_period": "1h",
+        "rpm": 3, "tpm": 900})
     assert resp.status == 201
     created = await resp.json()
     secret = created.pop("key")
     assert secret.startswith("sk-sb-")
-    assert created == {"name": "ci", "models": ["demo/*"], "budget_usd": 2.5, "budget_period": "1h", "rpm": 3,
-                       "tpm": 900, "source": "admin", "created_at": created["created_at"]}
+    assert created == {"name": "ci", "models": ["demo/*"], "tools": ["calculator", "docs-*"], "budget_usd": 2.5,
+                       "budget_period": "1h", "rpm": 3, "tpm": 900, "source": "admin", "created_at": created["created_at"]}
     # The secret authenticates, and its limits apply.
     vk = await admin.gw.keys.lookup(secret)
     assert vk.name == "ci"
+    assert vk.allows_tool("docs-search") and vk.allows_tool("calculator") and not vk.allows_tool("http_fetch")
     await admin.gw.limiter.settle(await admin.gw.limiter.admit(vk, 100, 10**9), 100, 10**9)
 
     resp = await admin.get("/admin/keys", headers=ADMIN)

@@ -69,8 +69,9 @@ async def test_admin_keys_round_trip(store_factory) -> None:
     assert vk.key_hash == hash_secret(secret) and vk.source == "admin"
     assert (vk.budget_nanos, vk.budget_period_s, vk.rpm, vk.tpm) == (1_500_000_000, 43200, 10, 1000)
     assert await store.lookup(secret) == vk
-    assert vk.public() == {"name": "ci-bot", "models": ["demo/*"], "budget_usd": 1.5, "budget_period": "12h",
-                           "rpm": 10, "tpm": 1000, "source": "admin", "created_at": int(vk.created_at)}
+    assert vk.public() == {"name": "ci-bot", "models": ["demo/*"], "tools": None, "budget_usd": 1.5,
+                           "budget_period": "12h", "rpm": 10, "tpm": 1000, "source": "admin",
+                           "created_at": int(vk.created_at)}
     assert [k.name for k in await store.list()] == ["team-a", "ci-bot"]
     assert await store.get("ci-bot") == vk and await store.get("nope") is None
     with pytest.raises(KeyExists):

@@ -36,6 +36,9 @@ class Tool:
     parameters: dict[str, Any]
     run: Callable[[dict[str, Any]], Awaitable[Any]]
     timeout_s: float | None = None  # None: agent_settings.tool_timeout_s
+    validate: bool = True  # check the arguments against `parameters` first (MCP servers check their own)
+    # MCP tools: the server's whole `CallToolResult`, which /mcp passes on (content blocks, isError)
+    relay: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
 
     def definition(self) -> dict[str, Any]:
         """The OpenAI function-tool definition sent to the model."""
@@ -111,7 +114,7 @@ async def execute(tool: Tool | None, name: str, raw_args: str | None, timeout_s:
     output: Any = None
     if tool is None:
         problem = f"unknown tool '{name}'"
-    elif problem is None:
+    elif problem is None and tool.validate:
         problem = schema_problem(tool.parameters, args)
         if problem is not None:
             problem = f"invalid arguments: {problem}"
