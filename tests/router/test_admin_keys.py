@@ -35,7 +35,8 @@ async def test_create_list_get_delete_round_trip(admin) -> None:
     secret = created.pop("key")
     assert secret.startswith("sk-sb-")
     assert created == {"name": "ci", "models": ["demo/*"], "tools": ["calculator", "docs-*"], "budget_usd": 2.5,
-                       "budget_period": "1h", "rpm": 3, "tpm": 900, "source": "admin", "created_at": created["created_at"]}
+                       "budget_period": "1h", "rpm": 3, "tpm": 900, "source": "admin",
+                       "created_at": created["created_at"]}
     # The secret authenticates, and its limits apply.
     vk = await admin.gw.keys.lookup(secret)
     assert vk.name == "ci"

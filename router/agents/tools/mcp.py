@@ -165,6 +165,8 @@ class McpServer:
     def _lose(self, exc: BaseException) -> None:
         if not self._lost.is_set():
             self.error = _describe(exc)
+            if self.state == "up":
+                self.state = "down"
             log.warning("MCP server %s: connection lost: %s", self.name, self.error)
             self._lost.set()
 
