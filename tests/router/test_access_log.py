@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import orjson
 import pytest
+from support.access_lines import Lines
 
 from router.access_log import LOGGER
 
@@ -16,21 +16,6 @@ CHAT = "/v1/chat/completions"
 PROMPT = "my very private prompt about the launch"
 PROVIDER_SECRET = "sk-provider-secret-access"
 CLIENT_SECRET = "sk-client-secret-access"
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-    async def wait(self, count: int, timeout: float = 3.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.lines) < count and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        return [orjson.loads(line) for line in self.lines]
 
 
 @pytest.fixture
