@@ -5,8 +5,9 @@
 first model a provider declares). An inline agent (`agent: {...}` on the UI face) accepts the
 Odeus field names and their CRUD aliases (`instruction`, `creativity`, flat capability booleans);
 its tools come from `capabilities` (`webSearch` -> `http_fetch`, `dataAnalyst` -> `calculator`)
-and an optional `tools` list of built-in names. HTTP tools from config are never given to inline
-agents.
+and an optional `tools` list of built-in names. HTTP tools and MCP servers from config are never
+given to inline agents; `mcp_servers` may name MCP servers by URL when the router allows it
+(`mcp.request_servers`, behind the SSRF guard: tools/mcp_request.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 
 from ..config import Config
 from ..config.agents import BUILTIN_TOOLS, AgentConfig, AgentHttpToolConfig
+from ..config.mcp import McpServerConfig
 from ..errors import ApiError
 from .output import OutputSpec
+from .tools.mcp_request import parse_servers
 
 DEFAULT_AGENT = "main"
 DEFAULT_MAX_STEPS = 8
@@ -39,6 +42,7 @@ class Agent:
     description: str = ""
     inline: bool = False
     capabilities: dict[str, bool] = field(default_factory=dict)
+    mcp_servers: tuple[tuple[str, McpServerConfig], ...] = ()  # an inline agent's servers, from its request
 
     @property
     def label(self) -> str:
@@ -75,6 +79,7 @@ class Registry:
     def __init__(self, config: Config) -> None:
         self.default_model = _default_model(config)
         self.allow_inline = config.agent_settings.allow_inline_agents
+        self.request_servers = config.mcp.request_servers
         self.agents: dict[str, Agent] = {
             agent_id: _from_config(agent_id, spec, self.default_model) for agent_id, spec in config.agents.items()}
         self.agents.setdefault(DEFAULT_AGENT, Agent(id=DEFAULT_AGENT, model=self.default_model, name=DEFAULT_AGENT,
@@ -135,11 +140,13 @@ class Registry:
                 raise ApiError(400, f"'{param}.tools' must be an array of built-in tool names "
                                     f"({', '.join(BUILTIN_TOOLS)})", param=f"{param}.tools", code="invalid_value")
             tools += [t for t in extra if t not in tools]
+        mcp_servers = parse_servers(spec.get("mcp_servers"), self.request_servers, f"{param}.mcp_servers")
         instructions = instructions if instructions is not None else alias
         temperature = temperature if temperature is not None else creativity
         return Agent(id="inline", model=model or self.default_model, name=name or "inline",
                      instructions=instructions or "", tools=tuple(tools), temperature=temperature,
-                     description=description or "", inline=True, capabilities=dict(capabilities))
+                     description=description or "", inline=True, capabilities=dict(capabilities),
+                     mcp_servers=mcp_servers)
 
 
 def clamp_steps(agent: Agent, requested: Any, param: str) -> int:

@@ -28,7 +28,9 @@ from .registry import Agent, Registry
 from .runtime import AgentRun, OutputInvalid, RunSpec
 from .sessions import SESSION_HEADER, SessionRef, SessionStore, build_store, conversation
 from .step import StepContext, StepFailed
-from .tools import Resolve, ToolBox
+from .tools import Resolve, ToolBox, usable
+from .tools.mcp import McpServer
+from .tools.mcp_request import RequestServers, close_all
 
 log = logging.getLogger("switchboard")
 
@@ -62,6 +64,7 @@ class AgentService:
         self.registry = Registry(config)
         self.mcp_serve = config.mcp.serve
         self.toolbox = ToolBox(self.settings, config.mcp, config.agents, resolve)
+        self.request_servers = RequestServers(config.mcp.request_servers, resolve)
         self.sessions: SessionStore = build_store(self.settings.sessions, gw.redis)
         self.limiter = AgentLimiter(self.settings.rate_limits, gw.redis)
         self.cache_steps = self.settings.cache_steps and gw.cache is not None
@@ -71,6 +74,12 @@ class AgentService:
 
     async def close(self) -> None:
         await self.toolbox.close()
+
+    async def release(self, request: web.Request) -> None:
+        """The request is over: close the MCP servers it named."""
+        servers = request.pop(REQUEST_SERVERS, None)
+        if servers:
+            await close_all(servers)
 
     def enabled(self, face: str) -> None:
         on = self.settings.endpoints.openai if face == "openai" else self.settings.endpoints.ui
@@ -97,7 +106,13 @@ class AgentService:
             raise ApiError(404, f"agent '{agent.id}' has no model: set agents.{agent.id}.model or "
                                 "agent_settings.default_model", param="model", code="model_not_found")
         ctx = StepContext(self.pipeline, req, stream, self.cache_steps, agent.label)
-        run = AgentRun(ctx, spec, self.toolbox.tools(agent.tools, req.key), self.settings)
+        tools = self.toolbox.tools(agent.tools, req.key)
+        if agent.mcp_servers:  # connected for this request only; `release` closes them
+            servers = request[REQUEST_SERVERS] = await self.request_servers.open(agent.mcp_servers,
+                                                                                 "agent.mcp_servers")
+            for server in servers:
+                tools.update(usable(server.tools(), req.key))
+        run = AgentRun(ctx, spec, tools, self.settings)
         run.step_request(final=False)  # 403 / 404 / 400 for the agent's model before anything runs
         key = self.sessions.key(req.tenant, agent.id, session.id) if session is not None else None
         loaded = await self.sessions.load(key) if key is not None else None
@@ -191,3 +206,4 @@ def service(request: web.Request) -> AgentService:
 
 
 AGENTS = web.AppKey("agents", AgentService)
+REQUEST_SERVERS = web.RequestKey("mcp_request_servers", list[McpServer])

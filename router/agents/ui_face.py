@@ -104,6 +104,7 @@ async def ui_chat(request: web.Request) -> web.StreamResponse:
     finally:
         if req is not None:
             svc.pipeline.close(req)
+        await svc.release(request)
 
 
 async def _serve(request: web.Request, svc: AgentService, req: ProxyRequest) -> web.StreamResponse:

@@ -21,7 +21,7 @@ from .mcp import McpServers
 
 __all__ = [
     "AddressGuard", "FetchRefused", "GuardedResolver", "HttpFetcher", "HttpTools", "Resolve", "Tool", "ToolBox",
-    "ToolError", "ToolOutcome", "calculate", "execute", "parse_arguments", "schema_problem",
+    "ToolError", "ToolOutcome", "calculate", "execute", "parse_arguments", "schema_problem", "usable",
 ]
 
 
@@ -50,7 +50,7 @@ class ToolBox:
                 continue
             tool = self._builtin[spec] if isinstance(spec, str) else self.http.tool(spec)
             out[tool.name] = tool
-        return _usable(out, key)
+        return usable(out, key)
 
     def catalog(self, key: VirtualKey | None = None) -> dict[str, Tool]:
         """What `/mcp` offers: the built-ins, every configured HTTP tool and every MCP server's tools."""
@@ -58,7 +58,7 @@ class ToolBox:
         for name in self.mcp.servers:
             for tool_name, tool in self.mcp.tools(name).items():
                 out.setdefault(tool_name, tool)
-        return _usable(out, key)
+        return usable(out, key)
 
     async def start(self) -> None:
         await self.mcp.start()
@@ -69,7 +69,8 @@ class ToolBox:
         await self.http.close()
 
 
-def _usable(tools: dict[str, Tool], key: VirtualKey | None) -> dict[str, Tool]:
+def usable(tools: dict[str, Tool], key: VirtualKey | None) -> dict[str, Tool]:
+    """The tools the key may see and call."""
     if key is None or key.tools is None:
         return tools
     return {name: tool for name, tool in tools.items() if key.allows_tool(name)}
