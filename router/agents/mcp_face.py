@@ -67,8 +67,8 @@ async def mcp_post(request: web.Request) -> web.Response:
                 return web.json_response(rpc.error(None, rpc.INVALID_REQUEST, "an empty batch"), status=400,
                                          dumps=_dumps)
             answers = [a for a in await asyncio.gather(*(session.handle(m) for m in payload)) if a is not None]
-            return _answer(answers or None)
-        return _answer(await session.handle(payload))
+            return _answer(answers or None, session.malformed)
+        return _answer(await session.handle(payload), session.malformed)
     finally:
         pipeline.close(req)
 
@@ -77,11 +77,12 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _answer(body: Any) -> web.Response:
-    """202 when the POST held only notifications or responses, else the answer(s) as JSON."""
+def _answer(body: Any, malformed: bool) -> web.Response:
+    """202 when the POST held only notifications or responses, else the answer(s) as JSON; 400 when a
+    message was not JSON-RPC at all (the transport says so, and the body still answers every message)."""
     if body is None:
-        return web.Response(status=202)
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+        return web.Response(status=400 if malformed else 202)
+    return web.Response(status=400 if malformed else 200, body=orjson.dumps(body), content_type="application/json")
 
 
 class _Session:
@@ -92,11 +93,16 @@ class _Session:
         self.agents = agents
         self.key = key
         self.settings = agents.settings
+        self.malformed = False
 
     async def handle(self, raw: Any) -> dict[str, Any] | None:
         ident = raw.get("id") if isinstance(raw, dict) else None
         try:
-            message = rpc.parse(raw)
+            try:
+                message = rpc.parse(raw)
+            except rpc.RpcError:
+                self.malformed = True
+                raise
             if message is None or not message.is_request:
                 return None  # notifications (initialized, cancelled) and responses need no answer
             return rpc.reply(message.id, await self.dispatch(message))

@@ -50,8 +50,6 @@ def parse(raw: Any) -> Message | None:
     method, params = raw["method"], raw.get("params", {})
     if not isinstance(method, str):
         raise RpcError(INVALID_REQUEST, "'method' must be a string")
-    if params is None:
-        params = {}
     if not isinstance(params, dict):
         raise RpcError(INVALID_PARAMS, "'params' must be an object")
     if "id" not in raw:

@@ -49,8 +49,15 @@ _INLINE_AGENT = obj({
     "webSearch": optional("boolean", "Flat form of `capabilities.webSearch`."),
     "dataAnalyst": optional("boolean", "Flat form of `capabilities.dataAnalyst`."),
     "tools": optional("array", "Built-in tools by name.", items={"type": "string", "enum": list(BUILTIN_TOOLS)}),
-}, description="A temporary agent (Odeus field names; CRUD aliases accepted). Config HTTP tools are never "
-               "given to inline agents.")
+    "mcp_servers": optional("array", "MCP servers for this request only, when `mcp.request_servers.allowed_hosts` "
+                                     "lists their host (SSRF-guarded); their tools are `<name>-<tool>`.",
+                            items=obj({"name": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,32}$"},
+                                       "url": {"type": "string", "format": "uri"},
+                                       "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                                       "allowed_tools": {"type": "array", "items": {"type": "string"}}},
+                                      ("url",), additional=False)),
+}, description="A temporary agent (Odeus field names; CRUD aliases accepted). Config HTTP tools and MCP servers "
+               "are never given to inline agents.")
 
 _OUTPUT = {
     **obj({"type": {"type": "string", "enum": ["object", "array", "enum"]},
@@ -162,10 +169,44 @@ _OPENAI_NOTE = ("\n\nAgents: `model: \"agent:<id>\"` (or `\"agent\"` for `main`)
 
 
 
+def _mcp_path() -> dict[str, Any]:
+    rpc_error = obj({"jsonrpc": {"type": "string", "const": "2.0"}, "id": {"type": ["string", "integer", "null"]},
+                     "error": obj({"code": {"type": "integer"}, "message": {"type": "string"}}, ("code", "message"))},
+                    ("jsonrpc", "id", "error"), "A JSON-RPC error (what the router answers itself keeps its HTTP "
+                                                "status: 401 with code -32001, 403 with -32003).")
+    message = obj({"jsonrpc": {"type": "string", "const": "2.0"}, "id": {"type": ["string", "integer"]},
+                   "method": {"type": "string", "examples": ["initialize", "tools/list", "tools/call", "ping"]},
+                   "params": {"type": "object"}}, ("jsonrpc", "method"), "A JSON-RPC request or notification.")
+    errors = {str(s): {"description": text, "content": {"application/json": {"schema": (
+                {"oneOf": [rpc_error, {"type": "array", "items": {"type": "object"}}]} if s == 400 else rpc_error)}}}
+              for s, text in {400: "Not JSON (-32700), an unsupported `MCP-Protocol-Version`, or a message that is "
+                                   "not JSON-RPC 2.0 (the answers of a batch are still all there).",
+                              401: "Missing or unknown key.", 404: "`mcp.serve` is false.", 413: "Body too large.",
+                              415: "Not declared JSON."}.items()}
+    return {"post": {
+        "operationId": "mcp",
+        "summary": "MCP server (Streamable HTTP, stateless): the gateway's tools",
+        "description": "Model Context Protocol, revisions 2024-11-05 to 2025-11-25: `initialize`, `ping`, "
+                       "`tools/list` and `tools/call` over the built-ins, the config's HTTP tools and the "
+                       "configured MCP servers' tools, less what the key's `tools` globs leave out. Answers are "
+                       "JSON (no session id, no server-initiated stream). A batch (array) gets an array.",
+        "tags": ["Agents"],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"oneOf": [message, {"type": "array", "items": message, "minItems": 1}]},
+            "examples": {"list": {"summary": "List the tools",
+                                  "value": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}}}}}},
+        "responses": {"200": {"description": "The JSON-RPC response(s).",
+                              "content": {"application/json": {"schema": {"type": ["object", "array"]}}}},
+                      "202": {"description": "The body held only notifications or responses."},
+                      **errors},
+    }}
+
+
 def add_agent_docs(paths: dict[str, Any]) -> None:
-    """Add the UI face's path and the agent notes of every OpenAI chat-completions operation."""
+    """Add the UI face's path, /mcp and the agent notes of every OpenAI chat-completions operation."""
     for path, item in paths.items():
         op = item.get("post")
         if path.endswith("/chat/completions") and op is not None:
             item["post"] = {**op, "description": op.get("description", "") + _OPENAI_NOTE}
     paths[UI_PATH] = _ui_path()
+    paths["/mcp"] = _mcp_path()

@@ -122,6 +122,7 @@ async def test_the_wire_without_an_sdk(router, raw) -> None:
         {"jsonrpc": "2.0", "id": 2, "method": "resources/list"},
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "calculator", "arguments": "2+2"}},
         {"jsonrpc": "1.0", "id": 4, "method": "ping"}])
+    assert batch.status == 400  # one message was not JSON-RPC 2.0; every other one is still answered
     answers = {a["id"]: a for a in batch.json()}
     assert answers[1]["result"] == {}
     assert answers[2]["error"]["code"] == -32601

@@ -284,6 +284,12 @@ def _openai_error_shape(ctx, response, case) -> bool | None:
         return None
     if _anthropic(case):  # every error of a Messages path, a method it does not serve included
         return _anthropic_shape(response)
+    if case.path == "/mcp":  # MCP clients read JSON-RPC errors (a batch: one per message that needs an answer)
+        body = orjson.loads(response.content)
+        for answer in body if isinstance(body, list) else [body]:
+            assert answer["jsonrpc"] == "2.0"
+            assert "result" in answer or (isinstance(answer["error"]["code"], int) and answer["error"]["message"])
+        return True
     body = orjson.loads(response.content)
     errors = sorted(_SCHEMAS["Error"].iter_errors(body), key=str)
     assert not errors, f"error body is not OpenAI-shaped: {errors[0].message}"
