@@ -78,7 +78,7 @@ def last_json(stdout: str) -> dict[str, Any] | None:
 
 async def run_claude(base_url: str, api_key: str, prompt: str, *, cwd: Path, model: str,
                      allowed_tools: list[str] | None = None, auth: str = "x-api-key", timeout: float = 120,
-                     extra_env: dict[str, str] | None = None) -> ClaudeRun:
+                     extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> ClaudeRun:
     """Run `claude -p <prompt> --output-format json` in `cwd` against `base_url` (the gateway's root, no /v1).
 
     The CLI gets its own process group so that, on timeout or cancellation, it and anything it started
@@ -88,6 +88,7 @@ async def run_claude(base_url: str, api_key: str, prompt: str, *, cwd: Path, mod
     args = [str(binary), "-p", prompt, "--output-format", "json"]
     if allowed_tools:
         args += ["--allowedTools", *allowed_tools]
+    args += extra_args or []
     with tempfile.TemporaryDirectory(prefix="claude-home-") as home:
         env = claude_env(Path(home), base_url, api_key, model, auth, extra_env)
         returncode, stdout, stderr = await run(args, cwd=cwd, env=env, timeout=timeout, what="claude")

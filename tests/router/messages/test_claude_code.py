@@ -10,6 +10,7 @@ started and stopped by the test; the CLI has a private HOME and makes loopback c
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,26 @@ def test_the_captured_requests_are_claude_codes() -> None:
     assert {"context_management", "output_config", "thinking", "metadata", "system", "tools"} <= set(body)
     assert any(m["role"] == "system" for m in body["messages"])
     assert any(t.get("defer_loading") for t in body["tools"])
+
+
+async def test_claude_code_runs_a_gateway_tool_over_mcp(claude, fake_openai, make_router, tmp_path) -> None:
+    """`claude mcp add --transport http` as a config file: Claude Code lists the gateway's tools through
+    /mcp under its key (only `calculator` is allowed to it) and runs the one its model asks for there."""
+    cfg = config(fake_openai)
+    cfg["auth"]["keys"][0]["tools"] = ["calculator"]
+    url = await make_router(cfg)
+    servers = tmp_path / "mcp.json"
+    servers.write_text(json.dumps({"mcpServers": {"switchboard": {
+        "type": "http", "url": f"{url}/mcp", "headers": {"Authorization": f"Bearer {KEY}"}}}}))
+    tool = "mcp__switchboard__calculator"
+    fake_openai.queue("up", Reply(text=None, tool_calls=[(tool, json.dumps({"expression": "6*7"}))]),
+                      Reply(text="6*7 is 42."))
+    run = await run_claude(url, KEY, "What is 6*7? Use the calculator.", cwd=tmp_path, model="smart",
+                           allowed_tools=[tool], extra_args=["--mcp-config", str(servers), "--strict-mcp-config"])
+    assert run.returncode == 0, run.stderr
+    assert run.result is not None and "42" in run.result["result"]
+    first, second = fake_openai.bodies("up")
+    # Claude Code defers MCP tools (named in the prompt, loaded on use): only the key's one is named.
+    assert set(re.findall(r"mcp__switchboard__\w+", json.dumps(first))) == {tool}
+    results = [m for m in second["messages"] if m["role"] == "tool"]
+    assert '"result":42' in json.dumps(results[-1]["content"]).replace("\\", "").replace(" ", "")
