@@ -34,7 +34,10 @@ _NOT_A_NAME = re.compile(r"[^A-Za-z0-9_-]")
 _BACKOFF_S = (0.5, 30.0)
 _MAX_PAGES = 100
 # JSON-RPC errors about the call itself (the session is fine); any other failure may mean it is gone.
-_CALL_ERRORS = frozenset({-32600, -32601, -32602, -32603})
+# Not -32600 (invalid request): the SDK reports HTTP 404 as that, the server no longer knowing the
+# session (it restarted), and only a new session cures it.
+_CALL_ERRORS = frozenset({-32601, -32602, -32603})
+_SESSION_GONE = -32600
 
 
 def exposed_name(server: str, tool: str) -> str:
@@ -91,7 +94,8 @@ class McpServer:
     listed: dict[str, _Listed] = field(default_factory=dict)  # exposed name -> tool
     _client: Any = None
     _task: asyncio.Task | None = None
-    _up: asyncio.Event = field(default_factory=asyncio.Event)
+    _settled: asyncio.Condition = field(default_factory=asyncio.Condition)  # a connect attempt ended
+    _failures: int = 0  # connect attempts that failed
     _attempted: asyncio.Event = field(default_factory=asyncio.Event)  # the first connect attempt ended
     _lost: asyncio.Event = field(default_factory=asyncio.Event)
     _stale: asyncio.Event = field(default_factory=asyncio.Event)
@@ -130,37 +134,48 @@ class McpServer:
                 for exposed, t in self.listed.items()}
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The server's `CallToolResult` (JSON form); ToolError when the server cannot answer."""
-        client = await self._connected()
+        """The server's `CallToolResult` (JSON form); ToolError when the server cannot answer.
+
+        A session the server no longer knows (it restarted) is renewed and the call sent once more: the
+        server refused it before running anything, so the retry cannot run a tool twice."""
         from mcp.shared.exceptions import MCPError
 
-        try:
-            result = await client.call_tool(tool, arguments)
-        except MCPError as exc:
-            if exc.code not in _CALL_ERRORS:
+        for attempt in (1, 2):
+            client = await self._connected()
+            try:
+                result = await client.call_tool(tool, arguments)
+                break
+            except MCPError as exc:
+                if exc.code in _CALL_ERRORS:
+                    raise ToolError(f"MCP server '{self.name}': {exc}") from None
                 self._lose(exc)
-            raise ToolError(f"MCP server '{self.name}': {exc}") from None
-        except (asyncio.CancelledError, TimeoutError):
-            raise
-        except Exception as exc:  # the transport failed: the session is gone
-            self._lose(exc)
-            raise ToolError(f"MCP server '{self.name}' failed during the call: {_describe(exc)}") from None
+                if exc.code != _SESSION_GONE or attempt == 2:
+                    raise ToolError(f"MCP server '{self.name}': {exc}") from None
+            except (asyncio.CancelledError, TimeoutError):
+                raise
+            except Exception as exc:  # the transport failed: the session is gone
+                self._lose(exc)
+                raise ToolError(f"MCP server '{self.name}' failed during the call: {_describe(exc)}") from None
         return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     async def _connected(self) -> Any:
         if self.state == "closed":
             raise ToolError(f"MCP server '{self.name}' is closed")
-        if self._client is None or self._lost.is_set():
+        if not self._usable():
+            # Wait for the reconnect asked for (or the attempt under way) to end, not for a later one:
+            # when it fails the server is still down, and the backoff's next attempts are not the call's.
+            failures = self._failures
             self._wanted.set()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.connect_timeout_s):
-                    while self._client is None or self._lost.is_set():
-                        await self._up.wait()
-                        await asyncio.sleep(0)
-        client = self._client
+                async with asyncio.timeout(self.config.connect_timeout_s), self._settled:
+                    await self._settled.wait_for(lambda: self._usable() or self._failures > failures)
+        client = self._client if self._usable() else None
         if client is None:
             raise ToolError(f"MCP server '{self.name}' is unavailable: {self.error or 'not connected'}")
         return client
+
+    def _usable(self) -> bool:
+        return self._client is not None and not self._lost.is_set()
 
     def _lose(self, exc: BaseException) -> None:
         if not self._lost.is_set():
@@ -176,12 +191,14 @@ class McpServer:
         while True:
             self._wanted.clear()
             self._lost.clear()
+            connected = False
             try:
                 async with self._open() as client:
                     await self._refresh(client)
                     self._client, self.state, self.error = client, "up", None
-                    self._up.set()
+                    connected = True
                     self._attempted.set()
+                    await self._settle()
                     delay = _BACKOFF_S[0]
                     await self._serve(client)
             except asyncio.CancelledError:
@@ -192,15 +209,22 @@ class McpServer:
                     log.warning("MCP server %s is unavailable: %s", self.name, self.error)
             finally:
                 self._client = None
-                self._up.clear()
             if self.state == "closed":
                 return
             self.state = "down"
             self._attempted.set()
+            if not connected:  # a session that was up and is lost is not a failed attempt: reconnect first
+                self._failures += 1
+                await self._settle()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wanted.wait()
             delay = min(delay * 2, _BACKOFF_S[1])
+
+    async def _settle(self) -> None:
+        """Wake the calls waiting for a connect attempt to end (up, or failed)."""
+        async with self._settled:
+            self._settled.notify_all()
 
     @contextlib.asynccontextmanager
     async def _open(self) -> AsyncIterator[Any]:
