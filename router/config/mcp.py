@@ -89,10 +89,10 @@ class McpConfig(_Strict):
     serve: bool = True
     request_servers: RequestServersConfig = RequestServersConfig()
 
-    @field_validator("servers")
+    @field_validator("servers", mode="before")
     @classmethod
-    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for name in v:
+    def _names(cls, v: Any) -> Any:
+        for name in v if isinstance(v, dict) else ():
             if not re.match(SERVER_NAME, name):
                 raise ValueError(f"server name '{name}' must be 1-32 letters, digits or '_'")
         return v

@@ -127,6 +127,24 @@ def test_alias_referencing_an_unknown_provider() -> None:
     ]
 
 
+def test_mcp_servers_and_the_agents_naming_them() -> None:
+    for servers, expected in [
+            ({"both": {"url": "http://x/mcp", "command": "srv"}}, "mcp.servers.both: Value error, give exactly one"),
+            ({"neither": {}}, "mcp.servers.neither: Value error, give exactly one"),
+            ({"bad-name": {"url": "http://x/mcp"}}, "mcp.servers: Value error, server name 'bad-name'"),
+            ({"stdio": {"command": "srv", "headers": {"a": "b"}}}, "mcp.servers.stdio: Value error, 'headers' are"),
+            ({"ftp": {"url": "ftp://x"}}, "mcp.servers.ftp.url: Value error, must start with http")]:
+        found = problems({"providers": DEMO, "mcp": {"servers": servers}})
+        assert len(found) == 1 and found[0].startswith(expected), found
+    ok = {"providers": DEMO, "mcp": {"servers": {"docs": {"url": "http://x/mcp"}}}}
+    loaded = parse_config({**ok, "agents": {"a": {"model": "demo/echo", "tools": ["mcp:docs", "calculator"]}}}, {})
+    assert loaded.config.agents["a"].tools == ["mcp:docs", "calculator"]
+    [ghost] = problems({**ok, "agents": {"a": {"model": "demo/echo", "tools": ["mcp:ghost"]}}})
+    assert "agents.a.tools: 'mcp:ghost' names no server of mcp.servers" in ghost
+    [typo] = problems({**ok, "agents": {"a": {"model": "demo/echo", "tools": ["mcp_docs"]}}})
+    assert typo.startswith("agents.a.tools: ") and "'mcp:<server>'" in typo
+
+
 def test_azure_without_base_url() -> None:
     assert problems({"providers": {"az": {"type": "azure", "keys": [{"value": "k"}]}}}) == [
         "providers.az.base_url: required for type 'azure'"]
