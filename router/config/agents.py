@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 BUILTIN_TOOLS = ("calculator", "current_time", "http_fetch")
 MCP_PREFIX = "mcp:"  # `mcp:<server>` in an agent's tools: every tool of that server (`mcp.servers`)
@@ -33,6 +33,15 @@ TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 AGENT_ID = r"^[A-Za-z0-9_.-]{1,64}$"
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def _cidrs(v: list[str]) -> list[str]:
+    for cidr in v:
+        ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
+    return v
+
+
+Cidrs = Annotated[list[str], AfterValidator(_cidrs)]  # networks, e.g. "10.0.0.0/8"
 
 
 class _Strict(BaseModel):
@@ -143,17 +152,10 @@ class HttpFetchConfig(_Strict):
     """The `http_fetch` built-in: GET only, allow-listed hosts, public addresses only by default."""
 
     allowed_hosts: list[str] = Field(default_factory=list)  # "example.com", "*.example.com", "*" (any)
-    allow_private: list[str] = Field(default_factory=list)  # CIDRs exempt from the private-address block
+    allow_private: Cidrs = Field(default_factory=list)  # CIDRs exempt from the private-address block
     max_bytes: int = Field(200_000, ge=1024)
     timeout_s: float = Field(10.0, gt=0, le=120)
     max_redirects: int = Field(3, ge=0, le=10)
-
-    @field_validator("allow_private")
-    @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
-        for cidr in v:
-            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
-        return v
 
 
 class AgentSettingsConfig(_Strict):

@@ -24,11 +24,12 @@ of the same name; a virtual key's `tools` globs match those names.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .agents import Cidrs
 
 SERVER_NAME = r"^[A-Za-z0-9_]{1,32}$"  # no '-': it separates the server from the tool in a tool's name
 
@@ -73,15 +74,8 @@ class RequestServersConfig(_Strict):
     """MCP servers named by a request (an inline agent's `mcp_servers`): allow-listed hosts, public addresses."""
 
     allowed_hosts: list[str] = Field(default_factory=list)
-    allow_private: list[str] = Field(default_factory=list)
+    allow_private: Cidrs = Field(default_factory=list)
     max_servers: int = Field(4, ge=1, le=32)  # per request
-
-    @field_validator("allow_private")
-    @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
-        for cidr in v:
-            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
-        return v
 
 
 class McpConfig(_Strict):
