@@ -52,3 +52,21 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,speed,bench]'
 	$(BIN)/python -m benchmarks.run --quick --out benchmarks/results
+
+# Switchboard beside LiteLLM's proxy, one run (benchmarks/README.md, "Switchboard vs LiteLLM"): the first
+# run installs litellm[proxy] (pinned in benchmarks/compare/install.py) into benchmarks/.venv-litellm, and
+# wrk when it is missing and we may (root, apt-get). Full run ~5 min, quick ~1.5 min. COMPARE_ARGS: more options.
+.PHONY: bench-compare bench-compare-quick bench-wrk
+COMPARE_ARGS ?=
+bench-compare: $(STAMP) bench-wrk
+	$(BIN)/python -m benchmarks.compare --out benchmarks/results $(COMPARE_ARGS)
+
+bench-compare-quick: $(STAMP) bench-wrk
+	$(BIN)/python -m benchmarks.compare --quick --out benchmarks/results $(COMPARE_ARGS)
+
+bench-wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing wrk (closed-loop load generator)" >&2; apt-get update -qq >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else echo "wrk is not installed: the closed loop uses the Python generator (apt-get install wrk)" >&2; fi; fi

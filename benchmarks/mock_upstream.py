@@ -16,6 +16,8 @@ Behaviour (what a router sees from OpenAI):
                               `stream_options.include_usage` is set, and `data: [DONE]`
   POST .../embeddings         a small embedding list with usage
   GET  .../models, /healthz   a model list / `ok`
+  GET  /stats                 {"requests": N, "connections": N} so far (this request included), so
+                              a harness can check that a gateway really called the mock
   model `fail-<status>`       that status with an OpenAI error body (e.g. `fail-503` for fallbacks)
   any path containing /fail/  503 with an OpenAI error body
 `--latency-ms` delays the response headers (time to first byte); `--chunk-interval-ms` spaces the
@@ -136,8 +138,9 @@ class StreamReply(NamedTuple):
 class Replies:
     """Every answer pre-serialised once (per model, bounded), so serving is a dict lookup."""
 
-    def __init__(self, chunks: int) -> None:
+    def __init__(self, chunks: int, stats: Stats | None = None) -> None:
         self.chunks = chunks
+        self.stats = stats
         self._completion: dict[str, bytes] = {}
         self._stream: dict[tuple[str, bool], StreamReply] = {}
         self._errors = {s: _full(s, error_body(s)) for s in _ERRORS}
@@ -210,6 +213,9 @@ class Replies:
             return self.models, None
         if path in (b"/healthz", b"/readyz", b"/"):
             return self.ok, None
+        if path == b"/stats" and self.stats is not None:
+            return _full(200, orjson.dumps({"requests": self.stats.requests,
+                                            "connections": self.stats.connections})), None
         return self.not_found, None
 
 
@@ -380,7 +386,7 @@ def _dechunk(buf: bytearray, pos: int) -> tuple[bytes, int] | None:
 
 async def serve_raw(settings: argparse.Namespace, stop: asyncio.Event, stats: Stats) -> None:
     loop = asyncio.get_running_loop()
-    replies = Replies(settings.chunks)
+    replies = Replies(settings.chunks, stats)
     server = await loop.create_server(lambda: MockProtocol(replies, settings, stats), settings.host,
                                       settings.port, backlog=4096, reuse_address=True)
     _announce(settings)
@@ -394,7 +400,7 @@ async def serve_raw(settings: argparse.Namespace, stop: asyncio.Event, stats: St
 async def serve_aiohttp(settings: argparse.Namespace, stop: asyncio.Event, stats: Stats) -> None:
     from aiohttp import web
 
-    replies = Replies(settings.chunks)
+    replies = Replies(settings.chunks, stats)
 
     def split(full: bytes) -> tuple[int, str, bytes]:
         head, _, body = full.partition(b"\r\n\r\n")

@@ -113,26 +113,93 @@ def set_affinity(pids: Iterable[int], cpus: set[int] | None) -> None:
                 pass
 
 
+def _set_parent_death_signal(sig: int) -> None:
+    """prctl(PR_SET_PDEATHSIG, sig) in a freshly forked child (Linux)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(sig), 0, 0, 0)
+
+
+def _decode_addr(hex_addr: str) -> tuple[str, int]:
+    """An address from /proc/net/tcp{,6} or udp{,6} ("0100007F:1F90"): (ip, port)."""
+    host, port = hex_addr.split(":")
+    raw = bytes.fromhex(host)
+    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # each 32-bit word is host-endian
+    family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+    return socket.inet_ntop(family, raw), int(port, 16)
+
+
+def _is_local(ip: str) -> bool:
+    """Loopback or unspecified (a listening or unconnected socket), also as IPv4-mapped IPv6."""
+    ip = ip.removeprefix("::ffff:")
+    return ip.startswith("127.") or ip in ("::1", "0.0.0.0", "::")
+
+
+def remote_connections(pids: Iterable[int]) -> list[str]:
+    """TCP/UDP sockets of these processes whose peer is neither loopback nor unspecified, as
+    "tcp 10.0.0.1:443" strings: a gateway that should only talk to loopback shows none."""
+    inodes: set[str] = set()
+    pid_list = list(pids)
+    for pid in pid_list:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    if not inodes or not pid_list:
+        return []
+    found = []
+    for proto in ("tcp", "tcp6", "udp", "udp6"):
+        try:
+            lines = Path(f"/proc/{pid_list[0]}/net/{proto}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[9] not in inodes:
+                continue
+            ip, port = _decode_addr(fields[2])
+            if not _is_local(ip):
+                found.append(f"{proto} {ip}:{port}")
+    return sorted(set(found))
+
+
 class Service:
     """A long-running subprocess in its own session, stopped with its whole process group."""
 
     def __init__(self, name: str, cmd: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
-                 log_path: Path, cpus: set[int] | None = None) -> None:
+                 log_path: Path, cpus: set[int] | None = None, die_with_parent: bool = False) -> None:
         self.name = name
         self.cmd = list(cmd)
         self.cwd = cwd
         self.env = env
         self.log_path = log_path
         self.cpus = cpus
+        # SIGTERM from the kernel when the process that started it dies, even by SIGKILL (a harness
+        # killed outright leaves no server behind; Ctrl-C and SIGTERM are handled by stop()).
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         cpus = set(self.cpus or ALL_CPUS)  # explicit: never inherit the caller's pinning
+        die_with_parent = self.die_with_parent
+
+        def setup_child() -> None:
+            os.sched_setaffinity(0, cpus)
+            if die_with_parent:
+                _set_parent_death_signal(signal.SIGTERM)
+
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             self.cmd, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=setup_child)
 
     @property
     def pid(self) -> int:

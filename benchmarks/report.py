@@ -179,16 +179,24 @@ def _verdict(t: dict) -> str:
     return "not measured" if t["pass"] is None else ("**pass**" if t["pass"] else "**FAIL**")
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    return (f"- Machine: **{m['cores']} cores** ({m['cpu_model'] or 'unknown CPU'}), {_f(m['memory_gb'], 1)} GB RAM, "
+            f"{m['os']} {m['kernel']}; load average at start {', '.join(map(str, m['loadavg_at_start']))}.")
+
+
+def versions_line(v: dict[str, Any]) -> str:
+    return (f"- Versions: Python {v['python']}, aiohttp {v['aiohttp']}, uvloop {v['uvloop'] or 'not installed'}, "
+            f"orjson {v['orjson']}, switchboard {v['switchboard'] or '?'}"
+            + (f" (git {v['git_commit']})" if v.get("git_commit") else "") + ".")
+
+
 def header_lines(res: dict[str, Any]) -> list[str]:
     m, v, s = res["machine"], res["versions"], res["settings"]
     gens = res["generators"]
     foreign = _max_foreign(res)
     lines = [
-        f"- Machine: **{m['cores']} cores** ({m['cpu_model'] or 'unknown CPU'}), {_f(m['memory_gb'], 1)} GB RAM, "
-        f"{m['os']} {m['kernel']}; load average at start {', '.join(map(str, m['loadavg_at_start']))}.",
-        f"- Versions: Python {v['python']}, aiohttp {v['aiohttp']}, uvloop {v['uvloop'] or 'not installed'}, "
-        f"orjson {v['orjson']}, switchboard {v['switchboard'] or '?'}"
-        + (f" (git {v['git_commit']})" if v.get("git_commit") else "") + ".",
+        machine_line(m),
+        versions_line(v),
         f"- Run: `{res['profile']}` profile, {res['started_at']} to {res.get('finished_at', '?')}; "
         f"CPU layout: {s['pinning']}.",
         f"- Upstream: `benchmarks/mock_upstream.py` (raw asyncio protocol on uvloop, pre-serialised bodies), "

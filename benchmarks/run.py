@@ -101,6 +101,7 @@ class Bench:
     pin: bool
     patience_s: float = 0.0  # budget for waiting out other processes and repeating noisy runs
     profile_router: bool = False  # sample the router with py-spy under load
+    die_with_harness: bool = False  # subprocesses get SIGTERM if this process dies (procs.Service)
     mock: procs.Service | None = None
     router: procs.Service | None = None
     mock_port: int = 0
@@ -127,7 +128,7 @@ class Bench:
                "--latency-ms", str(self.upstream_latency_ms), "--chunks", str(self.chunks),
                "--chunk-interval-ms", str(self.chunk_interval_ms), "--max-seconds", "7200"]
         self.mock = procs.Service("mock upstream", cmd, cwd=ROOT, log_path=self.out / "mock_upstream.log",
-                                  cpus=self.layout.client)
+                                  cpus=self.layout.client, die_with_parent=self.die_with_harness)
         self.mock.start()
         self.mock.wait_http(f"http://127.0.0.1:{self.mock_port}/healthz", timeout_s=20)
         self.say(f"mock upstream ready on :{self.mock_port} (pid {self.mock.pid}, "
@@ -141,7 +142,8 @@ class Bench:
                "--port", str(self.router_port), "--workers", str(workers)]
         cpus = self.layout.router if workers == 1 else None
         self.router = procs.Service(f"router ({workers} worker(s))", cmd, cwd=ROOT, env=env,
-                                    log_path=self.out / f"router_w{workers}.log", cpus=cpus)
+                                    log_path=self.out / f"router_w{workers}.log", cpus=cpus,
+                                    die_with_parent=self.die_with_harness)
         self.router.start()
         self.router.wait_http(f"http://127.0.0.1:{self.router_port}/readyz", timeout_s=60,
                               successes=1 if workers == 1 else 10)
