@@ -480,6 +480,9 @@ async def amain(settings: argparse.Namespace) -> Stats:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
     settings = parse_args(argv)
     try:
         import uvloop

@@ -21,6 +21,13 @@ ALL_CPUS = frozenset(os.sched_getaffinity(0))  # before anything is pinned
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+def fd_limit() -> int:
+    """The hard limit on open files a child of ours may raise itself to."""
+    import resource
+
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
 def free_port() -> int:
     """A free loopback TCP port (the kernel's pick; closed again before the server binds it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

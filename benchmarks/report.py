@@ -108,6 +108,30 @@ def _row(rows: list[dict], key: str, value: Any) -> dict | None:
     return next((r for r in rows or [] if r.get(key) == value), None)
 
 
+def _many_streams_section(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    first = next((r for r in rows if "seconds" in r), None)
+    pace = (f"each {first['seconds']:g} s long, a content chunk every {first['interval_ms']:g} ms" if first
+            else "")
+    out = [f"## 7. Many open streams ({pace}; opened 500 a second)", "",
+           "Added = router percentile - direct percentile. Router CPU per chunk and RSS per stream are taken over "
+           "the window in which every stream was open (only relaying happens then).", "",
+           "| streams | workers | completed | added TTFT p50 / p99 ms | added gap p50 / p99 ms | router CPU µs/chunk "
+           "| RSS KB/stream | generator lag p99 ms |", "|---:|---:|---:|---|---|---:|---:|---:|"]
+    for r in rows:
+        if r.get("status") in ("skipped", "error"):
+            out.append(f"| {r['streams']:,} | {r['workers']} | {r['status']}: {r.get('reason')} | | | | | |")
+            continue
+        routed = r["router"]
+        out.append(f"| {r['streams']:,} | {r['workers']} | {routed['completed']:,} | "
+                   f"{_f(r['added_ttft_ms']['p50'])} / {_f(r['added_ttft_ms']['p99'])} | "
+                   f"{_f(r['added_gap_ms']['p50'])} / {_f(r['added_gap_ms']['p99'])} | "
+                   f"{_f(r['router_cpu_us_per_chunk'], 1)} | {_f(r['rss_kb_per_stream'], 1)} | "
+                   f"{_f(_get(routed, 'generator_lag_ms', 'p99'))} |")
+    return [*out, ""]
+
+
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured value and pass/fail (None when not measured)."""
     sc = res.get("scenarios", {})
@@ -135,6 +159,18 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         ("RSS growth over the soak", soak.get("growth_mb"), "<=", SOAK_GROWTH_LIMIT_MB, "MB",
          f"{soak.get('seconds', 0):g} s soak, after warm-up" if soak else "soak", [soak.get("load")]),
     ]
+    for row in sc.get("many_streams") or []:
+        if row.get("status") in ("skipped", "error"):
+            continue
+        where = f"scenario 7, {row['streams']:,} streams, {row['workers']} worker(s)"
+        specs += [
+            (f"router CPU per relayed chunk ({row['streams']:,} open streams)", row["router_cpu_us_per_chunk"], "<=",
+             30, "µs", where + ", all streams open", []),
+            (f"added TTFT p99 ({row['streams']:,} open streams)", _get(row, "added_ttft_ms", "p99"), "<=", 20, "ms",
+             where, []),
+            (f"added inter-chunk delay p99 ({row['streams']:,} open streams)", _get(row, "added_gap_ms", "p99"), "<=",
+             20, "ms", where, []),
+            (f"RSS per open stream ({row['streams']:,} streams)", row["rss_kb_per_stream"], "<=", 30, "KB", where, [])]
     out = []
     for name, value, op, limit, unit, source, runs in specs:
         failed = sum((r or {}).get("failed", 0) for r in runs)
@@ -320,6 +356,7 @@ def markdown(res: dict[str, Any]) -> str:
     elif w2:
         verb = "Failed" if w2.get("status") == "error" else "Skipped"
         out += ["## 6. `--workers 2`", "", f"{verb}: {w2.get('reason')}.", ""]
+    out += _many_streams_section(sc.get("many_streams") or [])
     prof = res.get("router_profile")
     if prof and prof.get("status") == "ok":
         out += [f"## Where router time goes (py-spy, {prof['samples']} samples, closed loop c=16, non-streaming)",

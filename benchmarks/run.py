@@ -14,6 +14,7 @@ Ctrl-C or SIGTERM). See benchmarks/README.md for what each scenario measures.
   4 fallback       first target 503, second serves: latency vs a direct success, as a ratio
   5 redis_cache_accounting  accounting in Redis, then the response cache on (hits), at a fixed rate
   6 workers_2      `--workers 2`, closed loop at concurrency 64 (and 16)
+  7 many_streams   N long streams paced 500 ms apart held open at once (benchmarks/many_streams.py)
   + memory (idle RSS, after load) and a soak (RSS over time), router CPU time per request everywhere
 """
 
@@ -38,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from . import loadgen, procs, report
+from . import loadgen, many_streams, procs, report
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -66,6 +67,10 @@ class Profile:
     generator: str = "auto"  # closed loop: wrk when installed
     plot: bool = True
     workers_2: bool = True
+    # scenario 7: (streams, workers) points, each stream `stream_seconds` long with a chunk every 500 ms
+    many_streams: tuple[tuple[int, int], ...] = ((1000, 1), (5000, 2), (10000, 2))
+    stream_seconds: float = 30.0
+    stream_interval_ms: float = 500.0
     in_process_generator: bool = False  # the asyncio generator inside this process (saves start-up time)
     settle_s: float = 1.0  # idle time before a memory reading
     patience_s: float = 600.0  # see Bench.load
@@ -73,10 +78,12 @@ class Profile:
 
 PROFILES = {
     "full": Profile("full"),
-    "quick": Profile("quick", duration_s=3.0, soak_s=20.0, warmup_s=1.0, patience_s=180.0),
+    "quick": Profile("quick", duration_s=3.0, soak_s=20.0, warmup_s=1.0, patience_s=180.0,
+                     many_streams=((1000, 1),), stream_seconds=10.0),
     # The pytest smoke test: every piece once, tiny and bounded, no wrk, no plot, no second router.
     "smoke": Profile("smoke", rates=(100,), concurrency=(4,), duration_s=0.5, max_requests=50, stream_rate=40,
                      fallback_rate=40, workers_concurrency=(), soak_s=1.0, soak_concurrency=2, warmup_s=0.2,
+                     many_streams=((20, 1),), stream_seconds=1.0, stream_interval_ms=200.0,
                      generator="asyncio", plot=False, workers_2=False, in_process_generator=True, settle_s=0.2,
                      patience_s=0.0),
 }
@@ -459,6 +466,23 @@ class Bench:
             redis.stop()
         return out
 
+    def scenario_many_streams(self) -> list[dict[str, Any]]:
+        """Scenario 7 on its own paced mock and routers (the others are stopped first: nothing else runs)."""
+        self.stop_all()
+        p = self.profile
+        rows = []
+        for streams, workers in p.many_streams:
+            if streams * 2 // workers + 200 > procs.fd_limit():
+                rows.append({"streams": streams, "workers": workers, "status": "skipped",
+                             "reason": f"needs about {streams * 2 // workers} descriptors per worker"})
+                continue
+            try:
+                rows.append(many_streams.point(streams, workers, p.stream_seconds, p.stream_interval_ms, self.out,
+                                               say=self.say))
+            except Exception as exc:  # one point failing must not lose the report
+                rows.append({"streams": streams, "workers": workers, "status": "error", "reason": str(exc)[:500]})
+        return rows
+
     def scenario_workers(self) -> dict[str, Any]:
         """Scenario 6: `--workers 2`, nothing pinned (the workers need both cores)."""
         self.stop_router()
@@ -571,6 +595,7 @@ class Bench:
             sc["workers_2"] = self.scenario_workers()
         else:
             sc["workers_2"] = {"status": "skipped", "reason": f"not part of the {p.name} profile"}
+        sc["many_streams"] = self.scenario_many_streams()
         res["finished_at"] = _now()
         res["noise"] = {"limit_cores": NOISE_LIMIT_CORES, "max_retries": MAX_NOISY_RETRIES,
                         "patience_left_s": round(self.patience_s, 1)}

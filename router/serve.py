@@ -30,10 +30,25 @@ def _install_uvloop() -> bool:
     return True
 
 
+def raise_open_files_limit() -> int:
+    """Every open stream holds two sockets (client, upstream): the soft limit on open files (often 1,024)
+    is raised to the hard limit, as servers commonly do. Returns the limit in force."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):  # no `resource` (Windows), or a limit we may not set
+        return -1
+
+
 def run_worker(loaded: LoadedConfig, host: str, port: int, reuse_port: bool) -> None:
     """Serve in this process until SIGTERM/SIGINT."""
     for sig in (signal.SIGTERM, signal.SIGINT):  # not the supervisor's handlers, inherited by a fork
         signal.signal(sig, signal.SIG_DFL)
+    raise_open_files_limit()
     _install_uvloop()
     asyncio.run(_serve_until_stopped(loaded, host, port, reuse_port))
 
