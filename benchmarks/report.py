@@ -108,6 +108,36 @@ def _row(rows: list[dict], key: str, value: Any) -> dict | None:
     return next((r for r in rows or [] if r.get(key) == value), None)
 
 
+def _production_section(prod: dict[str, Any], sc: dict[str, Any]) -> list[str]:
+    if not prod:
+        return []
+    if prod.get("status") in ("skipped", "error"):
+        return ["## 8. Production settings", "", f"{prod['status'].capitalize()}: {prod.get('reason')}.", ""]
+    out = ["## 8. Production settings (scenarios 1-3 again)", "", f"{prod['settings']}. CPU per request beside the "
+           "same point without auth and Redis (scenarios 1-3 of this run).", "",
+           "| load | router p50 / p90 / p99 ms | added p50 / p99 ms | router CPU µs/req | without: µs/req |",
+           "|---|---|---|---:|---:|"]
+    for row in prod.get("fixed_rate") or []:
+        base = _row(sc.get("fixed_rate"), "offered_rps", row["offered_rps"])
+        out.append(f"| {row['offered_rps']} RPS offered | {_lat(row['router']['latency_ms'])} | "
+                   f"{_f(_get(row, 'added_ms', 'p50'))} / {_f(_get(row, 'added_ms', 'p99'))} | "
+                   f"{_f(row['router']['router_cpu_us_per_req'], 0)} | "
+                   f"{_f(_get(base, 'router', 'router_cpu_us_per_req'), 0)} |")
+    for row in prod.get("closed_loop") or []:
+        base = _row(sc.get("closed_loop"), "concurrency", row["concurrency"])
+        out.append(f"| closed loop c={row['concurrency']} ({_f(row['router']['rps'], 0)} RPS) | "
+                   f"{_lat(row['router']['latency_ms'])} | {_f(_get(row, 'added_ms', 'p50'))} / "
+                   f"{_f(_get(row, 'added_ms', 'p99'))} | {_f(row['router']['router_cpu_us_per_req'], 0)} | "
+                   f"{_f(_get(base, 'router', 'router_cpu_us_per_req'), 0)} |")
+    streaming = prod.get("streaming")
+    if streaming:
+        out.append(f"| streams, {streaming['offered_rps']}/s | {_lat(streaming['router']['latency_ms'])} | "
+                   f"{_f(_get(streaming, 'added_total_ms', 'p50'))} / {_f(_get(streaming, 'added_total_ms', 'p99'))} "
+                   f"| {_f(streaming['router_cpu_us_per_stream'], 0)} | "
+                   f"{_f(_get(sc, 'streaming', 'router_cpu_us_per_stream'), 0)} |")
+    return [*out, ""]
+
+
 def _many_streams_section(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
@@ -159,6 +189,22 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         ("RSS growth over the soak", soak.get("growth_mb"), "<=", SOAK_GROWTH_LIMIT_MB, "MB",
          f"{soak.get('seconds', 0):g} s soak, after warm-up" if soak else "soak", [soak.get("load")]),
     ]
+    prod = sc.get("production") or {}
+    if prod.get("closed_loop"):
+        top = max(prod["closed_loop"], key=lambda r: r["concurrency"])
+        p500 = _row(prod.get("fixed_rate"), "offered_rps", 500)
+        ratio = None
+        if p500 and _get(p500, "direct", "mock_cpu_us_per_req"):
+            ratio = round(p500["router"]["router_cpu_us_per_req"] / p500["direct"]["mock_cpu_us_per_req"], 2)
+        specs += [
+            ("router CPU per non-streaming request, production settings, at saturation",
+             _get(top, "router", "router_cpu_us_per_req"), "<=", 200, "µs",
+             f"scenario 8, closed loop c={top['concurrency']}", [top.get("router")]),
+            ("router CPU / mock upstream CPU per request, production settings, 500 RPS offered", ratio, "<=", 4,
+             "x", "scenario 8 at 500 RPS, each from /proc", [_get(p500, "router")]),
+            (f"router CPU per {chunks or 20}-chunk stream, production settings",
+             _get(prod, "streaming", "router_cpu_us_per_stream"), "<=", 1000, "µs", "scenario 8 streams",
+             [_get(prod, "streaming", "router")])]
     for row in sc.get("many_streams") or []:
         if row.get("status") in ("skipped", "error"):
             continue
@@ -357,6 +403,7 @@ def markdown(res: dict[str, Any]) -> str:
         verb = "Failed" if w2.get("status") == "error" else "Skipped"
         out += ["## 6. `--workers 2`", "", f"{verb}: {w2.get('reason')}.", ""]
     out += _many_streams_section(sc.get("many_streams") or [])
+    out += _production_section(sc.get("production") or {}, sc)
     prof = res.get("router_profile")
     if prof and prof.get("status") == "ok":
         out += [f"## Where router time goes (py-spy, {prof['samples']} samples, closed loop c=16, non-streaming)",

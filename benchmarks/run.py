@@ -14,6 +14,7 @@ Ctrl-C or SIGTERM). See benchmarks/README.md for what each scenario measures.
   4 fallback       first target 503, second serves: latency vs a direct success, as a ratio
   5 redis_cache_accounting  accounting in Redis, then the response cache on (hits), at a fixed rate
   6 workers_2      `--workers 2`, closed loop at concurrency 64 (and 16)
+  8 production     scenarios 1-3 again with auth, accounting in Redis, metrics and the access log
   7 many_streams   N long streams paced 500 ms apart held open at once (benchmarks/many_streams.py)
   + memory (idle RSS, after load) and a soak (RSS over time), router CPU time per request everywhere
 """
@@ -431,19 +432,13 @@ class Bench:
         """Scenario 5: state in a private redis-server. (a) accounting only (every request batched
         to Redis, no cache), (b) the response cache on as well (identical requests: hits after the
         first), each at the same fixed rate as the direct path."""
-        redis_bin = shutil.which("redis-server")
-        if redis_bin is None:
+        if shutil.which("redis-server") is None:
             self.say("5 redis cache+accounting   skipped: redis-server is not installed")
             return {"status": "skipped", "reason": "redis-server is not installed"}
         rate = self.profile.rates[min(1, len(self.profile.rates) - 1)] if self.profile.rates else 200
-        port = procs.free_port()
-        redis = procs.Service("redis-server", [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                               "--appendonly", "no", "--protected-mode", "no"],
-                              cwd=ROOT, log_path=self.out / "redis.log", cpus=self.layout.client)
-        redis.start()
+        redis, port = self._start_redis()
         out: dict[str, Any] = {"offered_rps": rate, "redis": "private redis-server on loopback, no persistence"}
         try:
-            _wait_redis(port)
             base = yaml.safe_load(CONFIG.read_text())
             state = {"redis": {"url": f"redis://127.0.0.1:{port}/0"}}
             variants = (("accounting", {**state, "cache": {"backend": "off"}}),
@@ -460,6 +455,51 @@ class Bench:
                 out[f"added_ms_{name}"] = _added(out["direct"]["latency_ms"], out[name]["latency_ms"])
         except RuntimeError as exc:
             self.say(f"5 redis FAILED: {exc}")
+            return {"status": "error", "reason": str(exc).splitlines()[0]}
+        finally:
+            self.stop_router()
+            redis.stop()
+        return out
+
+    def _start_redis(self) -> tuple[procs.Service, int]:
+        """A private redis-server on a free loopback port, no persistence (the caller stops it)."""
+        port = procs.free_port()
+        redis = procs.Service("redis-server", [shutil.which("redis-server") or "redis-server", "--port", str(port),
+                                               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                               "--protected-mode", "no"],
+                              cwd=ROOT, log_path=self.out / "redis.log", cpus=self.layout.client)
+        redis.start()
+        try:
+            _wait_redis(port)
+        except RuntimeError:
+            redis.stop()
+            raise
+        return redis, port
+
+    def scenario_production(self) -> dict[str, Any]:
+        """Scenario 8: scenarios 1-3 again with every production feature on: client auth (a virtual key),
+        accounting in Redis, metrics and the access log (both on in every scenario)."""
+        if shutil.which("redis-server") is None:
+            self.say("8 production settings   skipped: redis-server is not installed")
+            return {"status": "skipped", "reason": "redis-server is not installed"}
+        redis, port = self._start_redis()
+        out: dict[str, Any] = {"settings": "auth (one virtual key, no limits), accounting in a private Redis, "
+                                           "metrics, access log to the router's stdout"}
+        try:
+            base = yaml.safe_load(CONFIG.read_text())
+            key = loadgen.HEADERS["authorization"].removeprefix("Bearer ")
+            path = self.out / "bench_config_production.yaml"
+            path.write_text(yaml.safe_dump({**base, "redis": {"url": f"redis://127.0.0.1:{port}/0"},
+                                            "auth": {"keys": [{"name": "bench", "key": key}]}}, sort_keys=False))
+            self.stop_router()
+            self.start_router(workers=1, config=path)
+            self.warm_up()
+            if self.profile.rates:
+                out["fixed_rate"] = self.scenario_fixed_rate()
+            out["closed_loop"] = self.scenario_closed_loop(self.profile.concurrency, label="8 closed loop")
+            out["streaming"] = self.scenario_streaming()
+        except RuntimeError as exc:
+            self.say(f"8 production FAILED: {exc}")
             return {"status": "error", "reason": str(exc).splitlines()[0]}
         finally:
             self.stop_router()
@@ -591,6 +631,7 @@ class Bench:
         if p.soak_s > 0:
             sc["soak"] = self.soak()
         sc["redis_cache_accounting"] = self.scenario_redis()  # restarts the router with Redis configs
+        sc["production"] = self.scenario_production()
         if p.workers_2:
             sc["workers_2"] = self.scenario_workers()
         else:

@@ -46,6 +46,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
     for path in ("direct", "accounting", "cache_hits"):
         assert redis[path]["ok"] > 0 and not redis[path]["errors"], redis[path]
     assert sc["soak"]["rss_samples"] and sc["soak"]["load"]["ok"] > 0
+    production = sc["production"]  # scenario 8: auth and Redis accounting on, every request answered
+    for row in [*production["fixed_rate"], *production["closed_loop"], production["streaming"]]:
+        assert row["router"]["ok"] > 0 and not row["router"]["errors"], row["router"]
     [streams] = sc["many_streams"]  # scenario 7: every stream completed both ways, and was measured
     assert streams["direct"]["completed"] == streams["router"]["completed"] == streams["streams"], streams["errors"]
     assert streams["router"]["ttft_ms"]["p50"] > 0 and streams["router"]["events"] > streams["streams"]
