@@ -154,6 +154,20 @@ def assert_clean(resp: RawResponse) -> None:
 
 
 @pytest.fixture
+def access_lines():
+    """The access log's lines of this test (`support.access_lines.Lines`)."""
+    from support.access_lines import Lines
+
+    from router.access_log import LOGGER
+
+    handler = Lines()
+    logger = logging.getLogger(LOGGER)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
 async def raw():
     async with aiohttp.ClientSession() as session:
         yield RawClient(session)

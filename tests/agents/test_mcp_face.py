@@ -6,8 +6,6 @@ its built-ins, behind virtual keys: what a key may not use is neither listed nor
 
 from __future__ import annotations
 
-import logging
-
 import httpx2
 import mcp_types
 import orjson
@@ -15,10 +13,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from support.access_lines import Lines
 from support.mcp_server import McpServerProcess
-
-from router.access_log import LOGGER
 
 FULL = "sk-client-full-tools"
 NARROW = "sk-client-narrow-tools"
@@ -140,16 +135,11 @@ async def test_the_wire_without_an_sdk(router, raw) -> None:
         assert resp.status == 405 and resp.json()["error"]["code"] == -32600
 
 
-async def test_tool_calls_are_metered_and_logged(router, raw) -> None:
-    lines = Lines()
-    logging.getLogger(LOGGER).addHandler(lines)
-    try:
-        async with client(router, FULL) as mcp:
-            await mcp.call_tool("docs-add", {"a": 2, "b": 3})
-            await mcp.call_tool("docs-fail", {"message": "boom"})
-        logged = await lines.wait(4)
-    finally:
-        logging.getLogger(LOGGER).removeHandler(lines)
+async def test_tool_calls_are_metered_and_logged(router, raw, access_lines) -> None:
+    async with client(router, FULL) as mcp:
+        await mcp.call_tool("docs-add", {"a": 2, "b": 3})
+        await mcp.call_tool("docs-fail", {"message": "boom"})
+    logged = await access_lines.wait(4)
     calls = [c for line in logged for c in line.get("tool_calls", [])]
     assert [c["name"] for c in calls] == ["docs-add", "docs-fail"]
     assert calls[0]["error"] is None and "boom" in calls[1]["error"] and calls[0]["latency_ms"] > 0

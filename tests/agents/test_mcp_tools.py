@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -23,10 +22,7 @@ import pytest
 from agent_kit import bodies, call, check_ui_chunks, config, tool_results, ui_user
 from fakes.openai_upstream import FakeOpenAI, Gate, Reply
 from prometheus_client.parser import text_string_to_metric_families
-from support.access_lines import Lines
 from support.mcp_server import McpServerProcess, free_port, stdio_command
-
-from router.access_log import LOGGER
 
 OPENAI_PATH = "/v1/chat/completions"
 UI_PATH = "/agent/v1/chat/completions"
@@ -393,13 +389,6 @@ def delta(after: Sample, before: Sample, name: str, **labels: str) -> float:
     return after.get(key, 0.0) - before.get(key, 0.0)
 
 
-@pytest.fixture
-def access_lines() -> Iterator[Lines]:
-    handler = Lines()
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
 
 
 async def test_mcp_tool_calls_are_counted_and_logged(fake_openai, make_router, raw, docs_server, docs_key,

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import orjson
 import pytest
-from support.access_lines import Lines
-
-from router.access_log import LOGGER
 
 CHAT = "/v1/chat/completions"
 PROMPT = "my very private prompt about the launch"
@@ -18,13 +14,6 @@ PROVIDER_SECRET = "sk-provider-secret-access"
 CLIENT_SECRET = "sk-client-secret-access"
 
 
-@pytest.fixture
-def access_lines():
-    handler = Lines()
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
 
 
 def config(**logging_: Any) -> dict[str, Any]:
