@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from . import __version__
 from .accounting.store import GROUP_BY
 from .agents.openapi import AGENT_SCHEMAS, add_agent_docs
 from .cache.control import MAX_TTL_S, TTL_HEADER
@@ -366,7 +367,7 @@ SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "Switchboard",
-        "version": "0.1.0",
+        "version": __version__,
         "summary": "A lean reverse-proxy LLM router with an OpenAI-compatible API.",
         "description": "One OpenAI-compatible API in front of many LLM vendors, with fallback chains, "
                        "per-response routing metadata (`extra_fields`), response caching, virtual keys with "

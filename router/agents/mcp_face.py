@@ -21,18 +21,19 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .. import __version__
+from ..auth import VirtualKey
 from ..edge import read_body, require_json
 from ..errors import ERROR_SHAPE, ApiError
 from ..exchange import EXCHANGE
 from ..metrics import observe_tool
 from ..pipeline import PIPELINE
 from . import mcp_protocol as rpc
-from .service import service
+from .service import AgentService, service
 from .tools import Tool, ToolError, execute
 
 PATH = "/mcp"
 _RPC_CODES = {401: rpc.UNAUTHORIZED, 403: rpc.FORBIDDEN}
-_VERSION = "0.1.0"
 
 
 def rpc_error_shape(status: int, error: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
@@ -88,7 +89,7 @@ def _answer(body: Any, malformed: bool) -> web.Response:
 class _Session:
     """One POST's messages, answered for one caller (its key decides which tools exist)."""
 
-    def __init__(self, request: web.Request, agents: Any, key: Any) -> None:
+    def __init__(self, request: web.Request, agents: AgentService, key: VirtualKey | None) -> None:
         self.request = request
         self.agents = agents
         self.key = key
@@ -113,7 +114,7 @@ class _Session:
     async def dispatch(self, message: rpc.Message) -> dict[str, Any]:
         method = message.method
         if method == "initialize":
-            return rpc.negotiate(message.params, _VERSION)
+            return rpc.negotiate(message.params, __version__)
         if method == "ping":
             return {}
         if method == "tools/list":

@@ -17,7 +17,6 @@ from an admin key and `KeyStoreUnavailable` is raised (the authenticator answers
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import hashlib
 import logging
 import re
@@ -32,6 +31,7 @@ from redis.exceptions import BusyLoadingError, ClusterError, RedisClusterExcepti
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..config.schema import AuthConfig
+from ..globs import matcher
 from ..redis_conn import REDIS_ERRORS, RedisConn
 from ..tasks import stop
 from .lua import LuaScript
@@ -72,13 +72,6 @@ def usd_to_nanos(usd: float) -> int:
     return min(MAX_BUDGET_NANOS, max(0, round(usd * NANOS_PER_USD)))
 
 
-def _matcher(globs: tuple[str, ...] | None) -> Callable[[str], bool] | None:
-    if globs is None:
-        return None
-    pattern = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs) or r"(?!)")
-    return lambda model: pattern.match(model) is not None
-
-
 @dataclass(frozen=True, slots=True)
 class VirtualKey:
     name: str
@@ -102,8 +95,8 @@ class VirtualKey:
     def __post_init__(self) -> None:
         object.__setattr__(self, "has_limits",
                            self.rpm is not None or self.tpm is not None or self.budget_nanos is not None)
-        object.__setattr__(self, "_allows", _matcher(self.models))
-        object.__setattr__(self, "_allows_tool", _matcher(self.tools))
+        object.__setattr__(self, "_allows", matcher(self.models))
+        object.__setattr__(self, "_allows_tool", matcher(self.tools))
         if not self.key_id:
             object.__setattr__(self, "key_id", self.key_hash)
 

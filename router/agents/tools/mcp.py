@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +24,7 @@ from typing import Any
 
 from ...config.mcp import McpServerConfig
 from ...errors import where
+from ...globs import matcher
 from .base import Tool, ToolError
 
 log = logging.getLogger("switchboard")
@@ -43,13 +43,6 @@ _SESSION_GONE = -32600
 def exposed_name(server: str, tool: str) -> str:
     """`<server>-<tool>` as a function name every vendor accepts (letters, digits, `_`, `-`; 64 at most)."""
     return _NOT_A_NAME.sub("_", f"{server}-{tool}")[:64]
-
-
-def _globs(patterns: list[str] | None) -> Callable[[str], bool] | None:
-    if patterns is None:
-        return None
-    rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or r"(?!)")
-    return lambda name: rx.match(name) is not None
 
 
 def result_text(result: dict[str, Any]) -> str:
@@ -78,20 +71,13 @@ def agent_output(result: dict[str, Any]) -> Any:
 
 
 @dataclass(slots=True)
-class _Listed:
-    name: str  # the server's own name for it
-    description: str
-    schema: dict[str, Any]
-
-
-@dataclass(slots=True)
 class McpServer:
     name: str
     config: McpServerConfig
     http_client: Callable[[dict[str, str]], Any] | None = None  # an httpx2.AsyncClient factory (guarded)
     state: str = "starting"  # starting | up | down | closed
     error: str | None = None
-    listed: dict[str, _Listed] = field(default_factory=dict)  # exposed name -> tool
+    listed: dict[str, Tool] = field(default_factory=dict)  # exposed name -> tool, rebuilt when the list changes
     _client: Any = None
     _task: asyncio.Task | None = None
     _settled: asyncio.Condition = field(default_factory=asyncio.Condition)  # a connect attempt ended
@@ -102,14 +88,13 @@ class McpServer:
     _wanted: asyncio.Event = field(default_factory=asyncio.Event)  # a caller wants a reconnect now
 
     # -- life -----------------------------------------------------------------------------------
-    async def start(self, wait: bool = True) -> None:
-        """Start the owner task; with `wait`, until the first attempt is over (at most connect_timeout_s)."""
+    async def start(self) -> None:
+        """Start the owner task and wait until its first attempt is over (at most connect_timeout_s)."""
         if self._task is None:
             self._task = asyncio.create_task(self._own(), name=f"mcp:{self.name}")
-        if wait:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.connect_timeout_s):
-                    await self._attempted.wait()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.connect_timeout_s):
+                await self._attempted.wait()
 
     async def close(self) -> None:
         self.state = "closed"
@@ -128,10 +113,7 @@ class McpServer:
     # -- tools ----------------------------------------------------------------------------------
     def tools(self) -> dict[str, Tool]:
         """The server's tools as the agent loop and /mcp use them (empty while it was never reached)."""
-        timeout = self.config.timeout_s
-        return {exposed: Tool(exposed, t.description, t.schema, _Runner(self, t.name), timeout_s=timeout,
-                              validate=False, relay=_Relay(self, t.name))
-                for exposed, t in self.listed.items()}
+        return self.listed
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """The server's `CallToolResult` (JSON form); ToolError when the server cannot answer.
@@ -299,8 +281,9 @@ class McpServer:
             self._lose(message)
 
     async def _refresh(self, client: Any) -> None:
-        allowed, blocked = _globs(self.config.allowed_tools), _globs(self.config.blocked_tools)
-        listed: dict[str, _Listed] = {}
+        allowed, blocked = matcher(self.config.allowed_tools), matcher(self.config.blocked_tools)
+        timeout = self.config.timeout_s
+        listed: dict[str, Tool] = {}
         cursor = None
         for _ in range(_MAX_PAGES):
             page = await client.list_tools(cursor=cursor, cache_mode="refresh")
@@ -312,7 +295,9 @@ class McpServer:
                     log.warning("MCP server %s: tool %r is listed twice (as %s); the first is kept", self.name,
                                 tool.name, exposed)
                     continue
-                listed[exposed] = _Listed(tool.name, tool.description or "", dict(tool.input_schema or {}))
+                listed[exposed] = Tool(exposed, tool.description or "", dict(tool.input_schema or {}),
+                                       _Runner(self, tool.name), timeout_s=timeout, validate=False,
+                                       relay=_Relay(self, tool.name))
             cursor = page.next_cursor
             if not cursor:
                 break
