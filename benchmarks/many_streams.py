@@ -84,32 +84,66 @@ def _events_between(result: dict[str, Any], a: float, b: float) -> int:
     return sum(n for i, n in enumerate(buckets["counts"]) if a <= start + i * width and start + (i + 1) * width <= b)
 
 
-def _generate(url: str, model: str, streams: int, interval_ms: float, out: Path, key: str | None) -> dict[str, Any]:
+def _generate(url: str, model: str, streams: int, interval_ms: float, out: Path, key: str | None,
+              cpus: set[int] | None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.open_streams", "--url", url, "--model", model, "--streams",
            str(streams), "--ramp-s", f"{max(1.0, streams / RAMP_PER_S):g}", "--interval-ms", f"{interval_ms:g}",
            "--out", str(out)]
     if key:
         cmd += ["--key", key]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    pinned = set(cpus or procs.ALL_CPUS)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+                          preexec_fn=lambda: os.sched_setaffinity(0, pinned))
     if not out.exists():
         raise RuntimeError(f"open_streams failed: {proc.stderr.strip()[-2000:]}")
     return json.loads(out.read_text())
 
 
+def _window(result: dict[str, Any], sampler: _Sampler) -> tuple[int, float, float]:
+    """Chunks received and CPU seconds spent while every stream was open (less a margin at each end),
+    and the window's length."""
+    a, b = result["all_open_at"]
+    margin = 2 * result["event_buckets"]["width_s"]
+    if b - a <= 2 * margin:
+        return 0, 0.0, 0.0
+    return (_events_between(result, a + margin, b - margin), sampler.cpu_between(a + margin, b - margin),
+            b - a - 2 * margin)
+
+
+def _us_per_chunk(events: int, cpu: float) -> float | None:
+    return round(cpu / events * 1e6, 1) if events else None
+
+
+def _pinning(workers: int) -> tuple[set[int] | None, set[int] | None]:
+    """(router CPUs, client CPUs): one worker gets a core to itself, as in scenarios 1-3; two share them."""
+    cpus = sorted(procs.ALL_CPUS)
+    if workers > 1 or len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
 def point(streams: int, workers: int, seconds: float, interval_ms: float, out: Path,
           config: Path = CONFIG, key: str | None = None, say=print) -> dict[str, Any]:
-    """One (N streams, W workers) point: a paced mock, direct run, router run; every process stopped."""
+    """One (N streams, W workers) point: a paced mock, direct run, router run and, on one worker, the
+    same streams through a bare byte pipe (the floor); every process stopped. One worker is pinned to
+    a CPU of its own (the pipe too), the mock and the generator to the others."""
+    router_cpus, client_cpus = _pinning(workers)
     chunks = max(2, int(seconds * 1000 / interval_ms))
-    mock_port, router_port = procs.free_port(), procs.free_port()
+    mock_port, router_port, pipe_port = procs.free_port(), procs.free_port(), procs.free_port()
     mock = procs.Service("paced mock upstream", [sys.executable, "-m", "benchmarks.mock_upstream", "--port",
                                                  str(mock_port), "--chunks", str(chunks), "--chunk-interval-ms",
                                                  f"{interval_ms:g}", "--max-seconds", "7200"],
-                         cwd=ROOT, log_path=out / "mock_paced.log")
+                         cwd=ROOT, log_path=out / "mock_paced.log", cpus=client_cpus)
     env = {**os.environ, "BENCH_UPSTREAM_URL": f"http://127.0.0.1:{mock_port}/v1", "PYTHONUNBUFFERED": "1"}
     router = procs.Service(f"router ({workers} worker(s))", [sys.executable, "-m", "router", "serve", "--config",
                                                              str(config), "--host", "127.0.0.1", "--port",
                                                              str(router_port), "--workers", str(workers)],
-                           cwd=ROOT, env=env, log_path=out / f"router_streams_w{workers}.log")
+                           cwd=ROOT, env=env, log_path=out / f"router_streams_w{workers}.log", cpus=router_cpus)
+    pipe = procs.Service("byte pipe", [sys.executable, "-m", "benchmarks.byte_pipe", "--port", str(pipe_port),
+                                       "--upstream-port", str(mock_port)], cwd=ROOT, log_path=out / "byte_pipe.log",
+                         cpus=router_cpus)
+    label = f"scenario 7: {streams} streams of {seconds:g} s, {workers} worker(s)"
+    floor: dict[str, Any] | None = None
     try:
         mock.start()
         mock.wait_http(f"http://127.0.0.1:{mock_port}/healthz", timeout_s=20)
@@ -118,36 +152,52 @@ def point(streams: int, workers: int, seconds: float, interval_ms: float, out: P
         deadline = time.monotonic() + 20
         while workers > 1 and len(router.pids()) < workers + 1 and time.monotonic() < deadline:
             time.sleep(0.1)
-        say(f"scenario 7: {streams} streams of {seconds:g} s, {workers} worker(s): direct")
-        direct = _generate(f"http://127.0.0.1:{mock_port}/v1/chat/completions", MODEL_DIRECT, streams, interval_ms,
-                           out / f"streams_{streams}_direct.json", None)
+        say(f"{label}: direct")
+        with _Sampler([mock.pid]) as mock_sampler:
+            direct = _generate(f"http://127.0.0.1:{mock_port}/v1/chat/completions", MODEL_DIRECT, streams,
+                               interval_ms, out / f"streams_{streams}_direct.json", None, client_cpus)
         pids = router.pids()
         pids = pids[1:] if len(pids) > 1 else pids
-        say(f"scenario 7: {streams} streams of {seconds:g} s, {workers} worker(s): router")
+        say(f"{label}: router")
         with _Sampler(pids) as sampler:
             idle_rss = sampler.samples[0][2] if sampler.samples else sum(procs.rss_mb(p) or 0.0 for p in pids)
             routed = _generate(f"http://127.0.0.1:{router_port}/v1/chat/completions", MODEL_ROUTER, streams,
-                               interval_ms, out / f"streams_{streams}_router.json", key)
+                               interval_ms, out / f"streams_{streams}_router.json", key, client_cpus)
+        router.stop()
+        if workers == 1:
+            pipe.start()
+            pipe.wait_http(f"http://127.0.0.1:{pipe_port}/healthz", timeout_s=20)
+            say(f"{label}: byte pipe (the floor)")
+            with _Sampler([pipe.pid]) as pipe_sampler:
+                piped = _generate(f"http://127.0.0.1:{pipe_port}/v1/chat/completions", MODEL_DIRECT, streams,
+                                  interval_ms, out / f"streams_{streams}_pipe.json", None, client_cpus)
+            floor = {"cpu_us_per_chunk": _us_per_chunk(*_window(piped, pipe_sampler)[:2]),
+                     "errors": piped["errors"]}
     finally:
+        pipe.stop()
         router.stop()
         mock.stop()
-    a, b = routed["all_open_at"]
-    margin = 2 * routed["event_buckets"]["width_s"]
-    events = _events_between(routed, a + margin, b - margin)
-    cpu = sampler.cpu_between(a + margin, b - margin) if b - a > 2 * margin else 0.0
-    peak = sampler.rss_max_between(a, b)
+    events, cpu, window_s = _window(routed, sampler)
+    mock_events, mock_cpu, _ = _window(direct, mock_sampler)
+    peak = sampler.rss_max_between(*routed["all_open_at"])
 
     def added(metric: str, pct: str) -> float | None:
         d, r = direct.get(metric), routed.get(metric)
         return round(r[pct] - d[pct], 3) if d and r else None
 
+    per_chunk = _us_per_chunk(events, cpu)
+    pipe_per_chunk = floor["cpu_us_per_chunk"] if floor else None
     return {
         "streams": streams, "workers": workers, "seconds": seconds, "interval_ms": interval_ms,
         "direct": direct, "router": routed,
         "added_ttft_ms": {"p50": added("ttft_ms", "p50"), "p99": added("ttft_ms", "p99")},
         "added_gap_ms": {"p50": added("gap_excess_ms", "p50"), "p99": added("gap_excess_ms", "p99")},
-        "router_cpu_us_per_chunk": round(cpu / events * 1e6, 1) if events else None,
-        "chunks_in_window": events, "window_s": round(max(0.0, b - a - 2 * margin), 2),
+        "router_cpu_us_per_chunk": per_chunk,
+        "mock_cpu_us_per_chunk": _us_per_chunk(mock_events, mock_cpu),
+        "pipe_cpu_us_per_chunk": pipe_per_chunk,
+        "router_vs_pipe": round(per_chunk / pipe_per_chunk, 2) if per_chunk and pipe_per_chunk else None,
+        "pipe_errors": floor["errors"] if floor else None,
+        "chunks_in_window": events, "window_s": round(window_s, 2),
         "rss_idle_mb": round(idle_rss, 1), "rss_peak_mb": round(peak, 1),
         "rss_kb_per_stream": round((peak - idle_rss) * 1024 / streams, 1),
         "errors": {"direct": direct["errors"], "router": routed["errors"]},
@@ -169,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         res = point(n, w, args.seconds, args.interval_ms, out, say=lambda m: print(m, file=sys.stderr))
         results.append(res)
         brief = {k: res[k] for k in ("streams", "workers", "added_ttft_ms", "added_gap_ms", "router_cpu_us_per_chunk",
-                                      "rss_kb_per_stream", "errors")}
+                                      "pipe_cpu_us_per_chunk", "mock_cpu_us_per_chunk", "rss_kb_per_stream",
+                                      "errors")}
         brief["generator_lag_p99_ms"] = res["router"]["generator_lag_ms"]["p99"]
         print(json.dumps(brief), flush=True)
     (out / "many_streams.json").write_text(json.dumps(results, indent=2))

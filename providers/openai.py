@@ -240,7 +240,7 @@ class OpenAIStream(StreamTranslator):
             if choices:
                 if not _choices_ok(choices, "delta"):
                     raise invalid_response(self._provider, "each chunk choice must be an object with a 'delta' object")
-                kept = [choice for choice in choices if self._choice(choice)]
+                kept = [choice for choice in choices if self._choice(choice)] if self._needs_care(choices) else choices
                 if len(kept) < len(choices):
                     chunk["choices"] = kept
                     emptied = not kept and "usage" not in chunk
@@ -248,6 +248,16 @@ class OpenAIStream(StreamTranslator):
                 chunks.append(chunk)
             if self._failure is not None:  # after the chunk: the text it carried is part of what was sent
                 raise self._failure
+
+    def _needs_care(self, choices: list[dict]) -> bool:
+        """False for the common chunk, one plain text delta: nothing in `_choice` applies to it."""
+        if len(choices) != 1 or self._finished_choices:
+            return True
+        choice = choices[0]
+        if choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta")
+        return bool(delta) and (delta.get("tool_calls") is not None or isinstance(delta.get("content"), list))
 
     def _choice(self, choice: dict) -> bool:
         """Make one chunk choice OpenAI's; False when it is a repeat of a finish already relayed.
@@ -418,8 +428,12 @@ def _tool_calls(message: object) -> list[dict]:
 
 def _choices_ok(choices: object, member: str) -> bool:
     """True when `choices` is a list of objects whose `message`/`delta` is an object (or absent)."""
-    return isinstance(choices, list) and all(
-        isinstance(c, dict) and isinstance(c.get(member) or {}, dict) for c in choices)
+    if not isinstance(choices, list):
+        return False
+    for c in choices:  # noqa: SIM110 - a loop, not all() over a generator: it runs for every stream chunk
+        if not isinstance(c, dict) or not isinstance(c.get(member) or {}, dict):
+            return False
+    return True
 
 
 MAX_TOOL_CALL_ID = 40  # OpenAI rejects longer tool-call ids

@@ -71,6 +71,7 @@ class Replay:
 
 
 Store = Callable[[CachedResponse], Awaitable[None]]
+TEXT_PARTS = 64  # a stream's text is kept as at most this many strings
 Account = Callable[[Outcome], None]
 
 
@@ -81,7 +82,7 @@ class LiveStream:
     accounted before it does (and when the reader stops early, when the generator is closed).
     """
 
-    __slots__ = ("_account", "_bill", "_body", "_deltas", "_opened", "_recorder", "_store", "_usage", "accounted",
+    __slots__ = ("_account", "_bill", "_body", "_opened", "_recorder", "_store", "_text", "_usage", "accounted",
                  "completed", "outcome")
 
     def __init__(self, opened: OpenStream | MergedStream, call: Call, cache: str, body: dict[str, Any],
@@ -94,7 +95,7 @@ class LiveStream:
         self._store = store
         self._body = body  # what was sent, for an estimate when the vendor reports no usage
         self._usage: dict[str, Any] | None = None
-        self._deltas: list[dict[str, Any]] = []
+        self._text: list[str] = []  # what the model wrote, for an estimate if the vendor reports no usage
         self.completed = False
         self.accounted = False
         self.outcome = Outcome.of(call, None, False, cache)
@@ -106,7 +107,7 @@ class LiveStream:
 
     async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
         recorder = self._recorder
-        deltas = self._deltas  # kept for an estimate, read only if the vendor reports no usage
+        text = self._text
         last: dict[str, Any] = {}
         try:
             async for batch in self._opened.batches():
@@ -117,9 +118,11 @@ class LiveStream:
                     for choice in chunk.get("choices") or ():
                         delta = choice.get("delta")
                         if delta:
-                            deltas.append(delta)
+                            text += generated_text((delta,))
                     if recorder is not None:
                         recorder.add(chunk)
+                if len(text) > TEXT_PARTS:  # one string, not one object per chunk, for a long stream
+                    text[:] = ("".join(text),)
                 last = batch[-1]
                 yield batch
             if self._usage is None:  # the vendor reported none: say what it cost, marked estimated
@@ -149,7 +152,7 @@ class LiveStream:
 
     def _estimated_usage(self) -> dict[str, Any]:
         target = self.outcome.call.target
-        return estimate_usage(self._body, target.model if target else "", "".join(generated_text(self._deltas)))
+        return estimate_usage(self._body, target.model if target else "", "".join(self._text))
 
     def account(self) -> None:
         """Record the outcome once: the vendor's usage, or an estimate of what was streamed."""
