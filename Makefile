@@ -43,13 +43,13 @@ clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
 
 # Load benchmark (benchmarks/README.md): mock upstream + router + load generator on this machine.
-# `apt-get install wrk` first for the closed-loop scenarios (else a Python generator is used).
+# Installs wrk (closed-loop generator) when it is missing and we may (root, apt-get); else a Python generator is used.
 .PHONY: bench bench-quick
-bench: $(STAMP)
+bench: $(STAMP) bench-wrk
 	$(BIN)/pip install --quiet -e '.[test,speed,bench]'
 	$(BIN)/python -m benchmarks.run --out benchmarks/results
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) bench-wrk
 	$(BIN)/pip install --quiet -e '.[test,speed,bench]'
 	$(BIN)/python -m benchmarks.run --quick --out benchmarks/results
 

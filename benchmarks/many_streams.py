@@ -172,7 +172,7 @@ def point(streams: int, workers: int, seconds: float, interval_ms: float, out: P
                 piped = _generate(f"http://127.0.0.1:{pipe_port}/v1/chat/completions", MODEL_DIRECT, streams,
                                   interval_ms, out / f"streams_{streams}_pipe.json", None, client_cpus)
             floor = {"cpu_us_per_chunk": _us_per_chunk(*_window(piped, pipe_sampler)[:2]),
-                     "errors": piped["errors"]}
+                     "errors": piped["errors"], "completed": piped["completed"]}
     finally:
         pipe.stop()
         router.stop()
@@ -197,6 +197,7 @@ def point(streams: int, workers: int, seconds: float, interval_ms: float, out: P
         "pipe_cpu_us_per_chunk": pipe_per_chunk,
         "router_vs_pipe": round(per_chunk / pipe_per_chunk, 2) if per_chunk and pipe_per_chunk else None,
         "pipe_errors": floor["errors"] if floor else None,
+        "pipe_completed": floor["completed"] if floor else None,
         "chunks_in_window": events, "window_s": round(window_s, 2),
         "rss_idle_mb": round(idle_rss, 1), "rss_peak_mb": round(peak, 1),
         "rss_kb_per_stream": round((peak - idle_rss) * 1024 / streams, 1),

@@ -52,6 +52,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     [streams] = sc["many_streams"]  # scenario 7: every stream completed both ways, and was measured
     assert streams["direct"]["completed"] == streams["router"]["completed"] == streams["streams"], streams["errors"]
     assert streams["router"]["ttft_ms"]["p50"] > 0 and streams["router"]["events"] > streams["streams"]
+    assert streams["pipe_completed"] == streams["streams"], streams["pipe_errors"]  # the floor relayed them all
     assert results["memory"]["idle"]["rss_mb_per_worker"][0] > 0
     assert {t["target"] for t in results["targets"]} >= {"added latency p50 at 500 RPS offered",
                                                          "idle RSS per worker (max)"}
