@@ -159,10 +159,12 @@ def point(streams: int, workers: int, seconds: float, interval_ms: float, out: P
         pids = router.pids()
         pids = pids[1:] if len(pids) > 1 else pids
         say(f"{label}: router")
+        (_, steal0, _), wall0 = procs.machine_cpu(), time.monotonic()
         with _Sampler(pids) as sampler:
             idle_rss = sampler.samples[0][2] if sampler.samples else sum(procs.rss_mb(p) or 0.0 for p in pids)
             routed = _generate(f"http://127.0.0.1:{router_port}/v1/chat/completions", MODEL_ROUTER, streams,
                                interval_ms, out / f"streams_{streams}_router.json", key, client_cpus)
+        steal = (procs.machine_cpu()[1] - steal0) / max(1e-9, time.monotonic() - wall0)
         router.stop()
         if workers == 1:
             pipe.start()
@@ -199,6 +201,7 @@ def point(streams: int, workers: int, seconds: float, interval_ms: float, out: P
         "pipe_errors": floor["errors"] if floor else None,
         "pipe_completed": floor["completed"] if floor else None,
         "chunks_in_window": events, "window_s": round(window_s, 2),
+        "steal_cores": round(steal, 3),  # the hypervisor's share of the CPUs during the router run
         "rss_idle_mb": round(idle_rss, 1), "rss_peak_mb": round(peak, 1),
         "rss_kb_per_stream": round((peak - idle_rss) * 1024 / streams, 1),
         "errors": {"direct": direct["errors"], "router": routed["errors"]},

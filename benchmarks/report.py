@@ -306,16 +306,24 @@ def header_lines(res: dict[str, Any]) -> list[str]:
         lines.append(f"- Other processes on the machine (not part of the benchmark) used up to **{foreign:.2f} "
                      "cores** during a measurement (from /proc/stat)"
                      + ("; numbers are noisier than on an idle machine." if foreign > 0.1 else "."))
+    steal = _run_values(res, "steal_cores")
+    if steal and max(steal) > 0.05:
+        lines.append(f"- The hypervisor gave the CPUs to other guests (steal time in /proc/stat) for "
+                     f"**{sum(steal) / len(steal):.2f} cores** on average during the measurements (up to "
+                     f"{max(steal):.2f}): each core ran slower than on a host of its own, so absolute CPU times "
+                     "and rates are inflated; ratios taken in the same run (router against direct, against the "
+                     "floor) hold.")
     return lines
 
 
-def _max_foreign(res: dict[str, Any]) -> float | None:
+def _run_values(res: dict[str, Any], name: str) -> list[float]:
+    """Every run's `name` (a machine-load figure) anywhere in the scenarios."""
     vals: list[float] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if "foreign_busy_cores" in node:
-                vals.append(node["foreign_busy_cores"])
+            if isinstance(node.get(name), int | float):
+                vals.append(node[name])
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -323,6 +331,11 @@ def _max_foreign(res: dict[str, Any]) -> float | None:
                 walk(value)
 
     walk(res.get("scenarios"))
+    return vals
+
+
+def _max_foreign(res: dict[str, Any]) -> float | None:
+    vals = _run_values(res, "foreign_busy_cores")
     return max(vals) if vals else None
 
 

@@ -694,7 +694,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak-seconds", type=float, help="override the soak length (0 skips it)")
     ap.add_argument("--update-readme", metavar="README", help="replace the block between "
                     f"'{report.README_BEGIN}' and '{report.README_END}' in this file with the summary")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: write the report (and --update-readme) again from --out's results.json")
     args = ap.parse_args(argv)
+    if args.report_only:
+        return _report_only(Path(args.out), args.update_readme)
     profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
     if args.soak_seconds is not None:
         if not 0 <= args.soak_seconds <= 3600:
@@ -732,6 +736,16 @@ def main(argv: list[str] | None = None) -> int:
         written.append(args.update_readme)
     bench.say(f"wrote {', '.join(written)} to {out} ({platform.node() or 'this machine'})")
     print(markdown)
+    return 0
+
+
+def _report_only(out: Path, readme: str | None) -> int:
+    """The report of a finished run, written again (after a change to the report, or to the README)."""
+    results = json.loads((out / "results.json").read_text())
+    (out / "results.md").write_text(report.markdown(results))
+    if readme:
+        report.update_readme(Path(readme), results)
+    print(f"wrote results.md{' and ' + readme if readme else ''} from {out / 'results.json'}", file=sys.stderr)
     return 0
 
 
