@@ -8,7 +8,9 @@ out with the same timeout rules, so tests and benchmarks exercise the same code 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 import aiohttp
@@ -38,13 +40,15 @@ class UpstreamResponse:
 
 
 class _HttpResponse(UpstreamResponse):
-    __slots__ = ("_resp", "_where", "headers", "status")
+    __slots__ = ("_idle", "_resp", "_where", "headers", "status", "waiting_since")
 
-    def __init__(self, resp: aiohttp.ClientResponse, where: str) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, where: str, idle: IdleWatch | None) -> None:
         self._resp = resp
         self._where = where
+        self._idle = idle
         self.status = resp.status
         self.headers: CIMultiDictProxy[str] = resp.headers
+        self.waiting_since: float | None = None  # when the read in progress began (the idle watch reads it)
 
     async def read(self) -> bytes:
         try:
@@ -54,17 +58,83 @@ class _HttpResponse(UpstreamResponse):
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         content = self._resp.content
+        idle = self._idle
+        connection = self._resp.connection
+        if idle is not None and connection is not None and connection.protocol is not None:
+            connection.protocol.read_timeout = None  # the watch keeps the idle timeout from here on
+            idle.watch(self, self._where)
+        else:
+            idle = None
         try:
+            if idle is None:
+                while data := await content.readany():
+                    yield data
+                return
+            clock = idle.clock
             while True:
+                self.waiting_since = clock()
                 data = await content.readany()
+                self.waiting_since = None
                 if not data:
                     return
                 yield data
         except Exception as exc:
             raise _classify(exc, self._where, "reading the stream") from None
+        finally:
+            if idle is not None:
+                idle.forget(self)
+
+    def expire(self, idle_s: float) -> None:
+        """No byte for `idle_s` while reading: the read in progress fails as aiohttp's own would."""
+        self._resp.content.set_exception(aiohttp.ServerTimeoutError(f"no data for {idle_s:g}s"))
 
     def release(self) -> None:
         self._resp.release()
+
+
+class IdleWatch:
+    """The idle timeout of stream bodies, kept by one sweep per worker.
+
+    aiohttp re-arms a timer on every read of a response (`sock_read`), which for a long stream is a
+    timer cancelled and armed again for every chunk. A stream body is instead watched here: a sweep
+    every `period_s` fails the read of any stream that has waited longer than its upstream's `idle_s`
+    (so the timeout fires up to one period late). Headers and whole bodies keep aiohttp's timers.
+    """
+
+    def __init__(self, idle_s: Mapping[str, float]) -> None:
+        self._idle_s = dict(idle_s)
+        self.period_s = min(1.0, max(0.02, min(self._idle_s.values(), default=1.0) / 4))
+        self._streams: dict[_HttpResponse, float] = {}  # stream -> its idle_s
+        self._task: asyncio.Task | None = None
+        self.clock = time.monotonic
+
+    def watch(self, stream: _HttpResponse, where: str) -> None:
+        self._streams[stream] = self._idle_s[where]
+        if self._task is None:
+            loop = asyncio.get_running_loop()
+            self.clock = loop.time
+            self._task = loop.create_task(self._sweep())
+
+    def forget(self, stream: _HttpResponse) -> None:
+        self._streams.pop(stream, None)
+
+    async def _sweep(self) -> None:
+        clock = self.clock
+        while True:
+            await asyncio.sleep(self.period_s)
+            now = clock()
+            for stream, idle_s in list(self._streams.items()):
+                since = stream.waiting_since
+                if since is not None and now - since >= idle_s:
+                    self.forget(stream)
+                    stream.expire(idle_s)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 class _LocalResponse(UpstreamResponse):
@@ -111,6 +181,7 @@ class Transport:
         self._timeouts = {
             name: aiohttp.ClientTimeout(total=t.total_s, sock_connect=t.connect_s, sock_read=t.idle_s)
             for name, t in timeouts.items()}
+        self._idle = IdleWatch({name: t.idle_s for name, t in timeouts.items()})
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -120,6 +191,7 @@ class Transport:
                                              cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",))
 
     async def close(self) -> None:
+        await self._idle.close()
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -149,7 +221,7 @@ class Transport:
                                 code="first_byte_timeout") from None
         except Exception as exc:
             raise _classify(exc, where, "connecting") from None
-        return _HttpResponse(resp, where)
+        return _HttpResponse(resp, where, self._idle)
 
     @staticmethod
     async def _open_local(where: str, timeouts: TimeoutsConfig, reply: LocalReply) -> UpstreamResponse:

@@ -99,7 +99,7 @@ class ChatChunks:
                 self.first = False
                 if self.with_extra:
                     chunk = {**chunk, "extra_fields": extra_fields.routing_head(self.outcome)}
-            if choices and any(c.get("finish_reason") for c in choices):
+            if choices and _finishes(choices):
                 self.held.append(chunk)
                 continue
             out.append(sse_data(chunk))
@@ -117,6 +117,13 @@ class ChatChunks:
         if self.with_extra:
             payload["extra_fields"] = extra_fields.full(self.outcome)
         return b"".join(sse_data(chunk) for chunk in self.held if chunk.get("choices")) + sse_data(payload)
+
+
+def _finishes(choices: list[dict[str, Any]]) -> bool:
+    for choice in choices:  # noqa: SIM110 - a loop, not any() over a generator: it runs for every chunk
+        if choice.get("finish_reason"):
+            return True
+    return False
 
 
 def _empty_chunk(like: dict[str, Any]) -> dict[str, Any]:
