@@ -172,7 +172,7 @@ def _errors(row: dict[str, Any]) -> int:
 
 
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, each with the measured value and pass/fail (None when not measured)."""
+    """The performance targets, each with the measured value and pass/fail (None when not measured)."""
     sc = res.get("scenarios", {})
     at500 = _row(sc.get("fixed_rate"), "offered_rps", 500)
     w2 = _get(sc, "workers_2", "closed_loop")
