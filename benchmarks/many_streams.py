@@ -143,7 +143,7 @@ def point(streams: int, workers: int, seconds: float, interval_ms: float, out: P
                                        "--upstream-port", str(mock_port)], cwd=ROOT, log_path=out / "byte_pipe.log",
                          cpus=router_cpus)
     label = f"scenario 7: {streams} streams of {seconds:g} s, {workers} worker(s)"
-    floor: dict[str, Any] | None = None
+    piped: dict[str, Any] | None = None
     try:
         mock.start()
         mock.wait_http(f"http://127.0.0.1:{mock_port}/healthz", timeout_s=20)
@@ -173,8 +173,6 @@ def point(streams: int, workers: int, seconds: float, interval_ms: float, out: P
             with _Sampler([pipe.pid]) as pipe_sampler:
                 piped = _generate(f"http://127.0.0.1:{pipe_port}/v1/chat/completions", MODEL_DIRECT, streams,
                                   interval_ms, out / f"streams_{streams}_pipe.json", None, client_cpus)
-            floor = {"cpu_us_per_chunk": _us_per_chunk(*_window(piped, pipe_sampler)[:2]),
-                     "errors": piped["errors"], "completed": piped["completed"]}
     finally:
         pipe.stop()
         router.stop()
@@ -188,7 +186,7 @@ def point(streams: int, workers: int, seconds: float, interval_ms: float, out: P
         return round(r[pct] - d[pct], 3) if d and r else None
 
     per_chunk = _us_per_chunk(events, cpu)
-    pipe_per_chunk = floor["cpu_us_per_chunk"] if floor else None
+    pipe_per_chunk = _us_per_chunk(*_window(piped, pipe_sampler)[:2]) if piped else None
     return {
         "streams": streams, "workers": workers, "seconds": seconds, "interval_ms": interval_ms,
         "direct": direct, "router": routed,
@@ -198,8 +196,8 @@ def point(streams: int, workers: int, seconds: float, interval_ms: float, out: P
         "mock_cpu_us_per_chunk": _us_per_chunk(mock_events, mock_cpu),
         "pipe_cpu_us_per_chunk": pipe_per_chunk,
         "router_vs_pipe": round(per_chunk / pipe_per_chunk, 2) if per_chunk and pipe_per_chunk else None,
-        "pipe_errors": floor["errors"] if floor else None,
-        "pipe_completed": floor["completed"] if floor else None,
+        "pipe_errors": piped["errors"] if piped else None,
+        "pipe_completed": piped["completed"] if piped else None,
         "chunks_in_window": events, "window_s": round(window_s, 2),
         "steal_cores": round(steal, 3),  # the hypervisor's share of the CPUs during the router run
         "rss_idle_mb": round(idle_rss, 1), "rss_peak_mb": round(peak, 1),

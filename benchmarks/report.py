@@ -117,18 +117,18 @@ def _production_section(prod: dict[str, Any], sc: dict[str, Any]) -> list[str]:
            "same point without auth and Redis (scenarios 1-3 of this run).", "",
            "| load | router p50 / p90 / p99 ms | added p50 / p99 ms | router CPU µs/req | without: µs/req |",
            "|---|---|---|---:|---:|"]
+
+    def line(label: str, row: dict[str, Any], base: dict | None) -> str:
+        return (f"| {label} | {_lat(row['router']['latency_ms'])} | {_f(_get(row, 'added_ms', 'p50'))} / "
+                f"{_f(_get(row, 'added_ms', 'p99'))} | {_f(row['router']['router_cpu_us_per_req'], 0)} | "
+                f"{_f(_get(base, 'router', 'router_cpu_us_per_req'), 0)} |")
+
     for row in prod.get("fixed_rate") or []:
-        base = _row(sc.get("fixed_rate"), "offered_rps", row["offered_rps"])
-        out.append(f"| {row['offered_rps']} RPS offered | {_lat(row['router']['latency_ms'])} | "
-                   f"{_f(_get(row, 'added_ms', 'p50'))} / {_f(_get(row, 'added_ms', 'p99'))} | "
-                   f"{_f(row['router']['router_cpu_us_per_req'], 0)} | "
-                   f"{_f(_get(base, 'router', 'router_cpu_us_per_req'), 0)} |")
+        out.append(line(f"{row['offered_rps']} RPS offered", row,
+                        _row(sc.get("fixed_rate"), "offered_rps", row["offered_rps"])))
     for row in prod.get("closed_loop") or []:
-        base = _row(sc.get("closed_loop"), "concurrency", row["concurrency"])
-        out.append(f"| closed loop c={row['concurrency']} ({_f(row['router']['rps'], 0)} RPS) | "
-                   f"{_lat(row['router']['latency_ms'])} | {_f(_get(row, 'added_ms', 'p50'))} / "
-                   f"{_f(_get(row, 'added_ms', 'p99'))} | {_f(row['router']['router_cpu_us_per_req'], 0)} | "
-                   f"{_f(_get(base, 'router', 'router_cpu_us_per_req'), 0)} |")
+        out.append(line(f"closed loop c={row['concurrency']} ({_f(row['router']['rps'], 0)} RPS)", row,
+                        _row(sc.get("closed_loop"), "concurrency", row["concurrency"])))
     streaming = prod.get("streaming")
     if streaming:
         out.append(f"| streams, {streaming['offered_rps']}/s | {_lat(streaming['router']['latency_ms'])} | "

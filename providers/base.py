@@ -152,15 +152,6 @@ def tool_arguments(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _has_tool_calls(chunk: dict) -> bool:
-    for choice in chunk.get("choices") or ():
-        if isinstance(choice, dict):
-            delta = choice.get("delta")
-            if isinstance(delta, dict) and delta.get("tool_calls"):
-                return True
-    return False
-
-
 class StreamedArguments:
     """The stream side of `tool_arguments`, applied by `StreamTranslator` to every chunk it returns.
 
@@ -177,8 +168,6 @@ class StreamedArguments:
         self._calls: dict[tuple[int, int], bool] = {}  # (choice, call index) -> argument text seen
 
     def complete(self, chunks: list[dict]) -> None:
-        if not self._calls and not any(_has_tool_calls(chunk) for chunk in chunks):
-            return  # no tool call open or starting: nothing to note, nothing to fill
         i = 0
         while i < len(chunks):
             chunk = chunks[i]

@@ -261,6 +261,7 @@ class OpenAIStream(StreamTranslator):
 
     def _choice(self, choice: dict) -> bool:
         """Make one chunk choice OpenAI's; False when it is a repeat of a finish already relayed.
+        (`_needs_care` lets a chunk skip this: a new rule here is a new case there.)
 
         OpenRouter sends its finish chunk twice, the second time with the usage; relayed as it is, a
         client would see the choice finish twice. A choice that comes after its own finish with

@@ -8,7 +8,6 @@ out with the same timeout rules, so tests and benchmarks exercise the same code 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -19,6 +18,7 @@ from multidict import CIMultiDictProxy
 from providers import ErrorKind, HttpRequest, LocalReply, UpstreamError
 
 from .config import TimeoutsConfig
+from .tasks import stop
 
 ServeLocal = Callable[[HttpRequest], LocalReply]
 
@@ -42,7 +42,7 @@ class UpstreamResponse:
 class _HttpResponse(UpstreamResponse):
     __slots__ = ("_idle", "_resp", "_where", "headers", "status", "waiting_since")
 
-    def __init__(self, resp: aiohttp.ClientResponse, where: str, idle: IdleWatch | None) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, where: str, idle: IdleWatch) -> None:
         self._resp = resp
         self._where = where
         self._idle = idle
@@ -58,19 +58,13 @@ class _HttpResponse(UpstreamResponse):
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         content = self._resp.content
-        idle = self._idle
-        connection = self._resp.connection
-        if idle is not None and connection is not None and connection.protocol is not None:
+        connection = self._resp.connection  # None: the whole body is already buffered
+        watched = connection is not None and connection.protocol is not None
+        if watched:
             connection.protocol.read_timeout = None  # the watch keeps the idle timeout from here on
-            idle.watch(self, self._where)
-        else:
-            idle = None
+            self._idle.watch(self, self._where)
+        clock = time.monotonic
         try:
-            if idle is None:
-                while data := await content.readany():
-                    yield data
-                return
-            clock = idle.clock
             while True:
                 self.waiting_since = clock()
                 data = await content.readany()
@@ -81,8 +75,8 @@ class _HttpResponse(UpstreamResponse):
         except Exception as exc:
             raise _classify(exc, self._where, "reading the stream") from None
         finally:
-            if idle is not None:
-                idle.forget(self)
+            if watched:
+                self._idle.forget(self)
 
     def expire(self, idle_s: float) -> None:
         """No byte for `idle_s` while reading: the read in progress fails as aiohttp's own would."""
@@ -104,25 +98,22 @@ class IdleWatch:
     def __init__(self, idle_s: Mapping[str, float]) -> None:
         self._idle_s = dict(idle_s)
         self.period_s = min(1.0, max(0.02, min(self._idle_s.values(), default=1.0) / 4))
-        self._streams: dict[_HttpResponse, float] = {}  # stream -> its idle_s
+        self._streams: dict[_HttpResponse, float] = {}  # stream -> its upstream's idle_s
         self._task: asyncio.Task | None = None
-        self.clock = time.monotonic
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._sweep(), name="upstream idle watch")
 
     def watch(self, stream: _HttpResponse, where: str) -> None:
         self._streams[stream] = self._idle_s[where]
-        if self._task is None:
-            loop = asyncio.get_running_loop()
-            self.clock = loop.time
-            self._task = loop.create_task(self._sweep())
 
     def forget(self, stream: _HttpResponse) -> None:
         self._streams.pop(stream, None)
 
     async def _sweep(self) -> None:
-        clock = self.clock
         while True:
             await asyncio.sleep(self.period_s)
-            now = clock()
+            now = time.monotonic()
             for stream, idle_s in list(self._streams.items()):
                 since = stream.waiting_since
                 if since is not None and now - since >= idle_s:
@@ -130,11 +121,8 @@ class IdleWatch:
                     stream.expire(idle_s)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
 
 class _LocalResponse(UpstreamResponse):
@@ -189,6 +177,7 @@ class Transport:
                                          keepalive_timeout=60, family=socket.AF_UNSPEC)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False,
                                              cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",))
+        self._idle.start()
 
     async def close(self) -> None:
         await self._idle.close()

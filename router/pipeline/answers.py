@@ -71,8 +71,8 @@ class Replay:
 
 
 Store = Callable[[CachedResponse], Awaitable[None]]
-TEXT_PARTS = 64  # a stream's text is kept as at most this many strings
 Account = Callable[[Outcome], None]
+TEXT_PARTS = 64  # a stream's text is kept as at most this many strings
 
 
 class LiveStream:
